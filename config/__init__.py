@@ -1,0 +1,1 @@
+"""Settings and shipped data (regional calling rules)."""

@@ -1,0 +1,47 @@
+"""Settings from the environment (prefix ``DIALER_``); built in ``main()``, never at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the dialer, one flat namespace per adapter prefix (``DIALER_SIP_…`` and so on)."""
+
+    model_config = SettingsConfigDict(env_prefix="DIALER_", env_file=None, extra="ignore")
+
+    # storage
+    database_url: str = Field(
+        default="sqlite:///./data/dialer.db",
+        description="SQLAlchemy URL: a SQLite file (default) or postgresql+psycopg://…",
+    )
+    # coordination
+    redis_url: str | None = Field(default=None, description="Unset = in-process coordination")
+    # HTTP API
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    # SIP
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5060
+    sip_workers: int = 1
+    # dispatch
+    dispatch_tick_seconds: float = Field(default=1.0, description="Safety-net tick; refills are event-driven")
+    lease_ttl_seconds: float = Field(default=30.0, description="Slot lease TTL; renewed while a call is up")
+    default_region: str = Field(default="US", description="Region for national-format numbers")
+    regional_rules_file: Path | None = Field(
+        default=None, description="Extra TOML of regional calling rules, overriding/extending config/"
+    )
+    # logs
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file behind ``database_url``, if it is one (to create its folder)."""
+        prefix = "sqlite:///"
+        if self.database_url.startswith(prefix) and ":memory:" not in self.database_url:
+            return Path(self.database_url[len(prefix) :])
+        return None

@@ -1,0 +1,1 @@
+"""APScheduler wiring: campaign ticks, scheduled starts, reconciliation and housekeeping."""
