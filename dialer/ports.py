@@ -1,0 +1,243 @@
+"""The ports the dialing brain talks through; adapters live in dialer/storage, dialer/coordination, sip/."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from dialer.domain import AttemptResult, CampaignPlan, CampaignStatus, NewAttempt, Prospect, ProspectUpdate
+
+# --------------------------------------------------------------------------------------------------
+# Coordination: leases over counted slots, CPS buckets, leadership. In-process or Redis.
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A counted resource: at most ``capacity`` live leases may hold it (e.g. ``did:<uuid>``, cap 2)."""
+
+    resource: str
+    capacity: int
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A held set of slots with a fencing token; it frees itself at ``expires_at`` unless renewed.
+
+    ``token`` grows monotonically across the whole store, so a node whose lease expired and was
+    replaced can be recognised as stale by anyone comparing tokens.
+    """
+
+    holder: str
+    resources: tuple[str, ...]
+    token: int
+    expires_at: float  # coordination-store clock, seconds
+
+
+class Coordinator(ABC):
+    """Leases with TTL and fencing tokens, token buckets for calls-per-second, and leadership."""
+
+    @abstractmethod
+    async def acquire(self, slots: Sequence[Slot], holder: str, ttl: float) -> Lease | None:
+        """Take one unit of every slot at once, or nothing (None) when any is full."""
+
+    @abstractmethod
+    async def renew(self, lease: Lease, ttl: float) -> Lease | None:
+        """Extend a live lease; None when it has already expired or been released (it is lost)."""
+
+    @abstractmethod
+    async def release(self, lease: Lease) -> None:
+        """Give the slots back; releasing a lost or released lease is a no-op."""
+
+    @abstractmethod
+    async def in_use(self, resource: str) -> int:
+        """Live (unexpired) leases currently holding ``resource``."""
+
+    @abstractmethod
+    async def is_current(self, lease: Lease) -> bool:
+        """Whether ``lease`` is still held: the fence a node checks before acting on it."""
+
+    @abstractmethod
+    async def take_token(self, bucket: str, rate: float, burst: int) -> float:
+        """Take one token from a bucket refilled at ``rate``/s up to ``burst``.
+
+        Returns 0.0 when a token was taken, else the seconds to wait before one is available
+        (nothing is taken then).
+        """
+
+    @abstractmethod
+    async def lead(self, name: str, holder: str, ttl: float) -> bool:
+        """Become or stay leader of ``name`` for ``ttl`` seconds; False when another holder leads."""
+
+    @abstractmethod
+    async def resign(self, name: str, holder: str) -> None:
+        """Give up leadership of ``name`` if ``holder`` has it."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Free connections."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Storage: what the dispatch loop reads and writes. SQL (SQLite/PostgreSQL) adapter in dialer/storage.
+# --------------------------------------------------------------------------------------------------
+
+
+class DialStore(ABC):
+    """Persistent truth for dialling: campaigns, due prospects, attempts."""
+
+    @abstractmethod
+    async def active_campaign_ids(self) -> list[UUID]:
+        """Campaigns whose status is ``active``."""
+
+    @abstractmethod
+    async def campaign_plan(self, campaign_id: UUID) -> CampaignPlan | None:
+        """The campaign's settings, DIDs and trunks; None if it does not exist."""
+
+    @abstractmethod
+    async def due_prospects(self, campaign_id: UUID, now: datetime, limit: int) -> list[Prospect]:
+        """Up to ``limit`` pending prospects with ``next_attempt_at <= now``, oldest due first.
+
+        Never prospects in flight, terminal, or on the tenant's do-not-call list. Index-bound.
+        """
+
+    @abstractmethod
+    async def defer_prospect(
+        self, prospect_id: UUID, until: datetime | None, reason: str, *, hold: bool = False
+    ) -> None:
+        """Move a pending prospect's next attempt to ``until`` (window closed), or hold it."""
+
+    @abstractmethod
+    async def claim_attempt(self, attempt: NewAttempt, now: datetime) -> bool:
+        """Atomically mark the prospect ``dialing`` and insert the attempt row (status ``dialing``).
+
+        False (and nothing written) when the prospect is no longer pending and due: another
+        dispatcher claimed it, it was paused, removed or put on the do-not-call list meanwhile.
+        """
+
+    @abstractmethod
+    async def finish_attempt(self, attempt_id: UUID, result: AttemptResult, update: ProspectUpdate) -> bool:
+        """Record the attempt's end and apply the policy's decision to its prospect.
+
+        Idempotent: False when the attempt had already ended (nothing changed).
+        """
+
+    @abstractmethod
+    async def open_attempts(self, campaign_id: UUID | None = None) -> list[tuple[UUID, Prospect]]:
+        """Attempts still ``dialing`` (not ended), with their prospects: the reconciliation input."""
+
+    @abstractmethod
+    async def dials_since(self, tenant_id: UUID, phone: str, since: datetime) -> list[datetime]:
+        """When the tenant's attempts to ``phone`` started since ``since`` (frequency caps)."""
+
+    @abstractmethod
+    async def did_dials_since(self, did_id: UUID, since: datetime) -> int:
+        """How many attempts used the DID as caller ID since ``since`` (daily caps)."""
+
+    @abstractmethod
+    async def set_campaign_status(
+        self, campaign_id: UUID, status: CampaignStatus, *, expect: Sequence[CampaignStatus] | None = None
+    ) -> bool:
+        """Change a campaign's status, only from one of ``expect`` when given; False if it was not."""
+
+    @abstractmethod
+    async def campaign_exhausted(self, campaign_id: UUID) -> bool:
+        """True when no prospect of the campaign can ever be dialled again (all terminal or held)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Calls: the launcher places calls and reports typed events. The real one is sip/; tests use fakes.
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    """What the launcher needs to place one outbound call."""
+
+    attempt_id: UUID
+    tenant_id: UUID
+    campaign_id: UUID
+    trunk_id: UUID
+    from_number: str
+    to_number: str
+    timeout_seconds: int
+    lease_token: int
+    agent_id: UUID | None = None
+
+
+@dataclass(frozen=True)
+class CallRinging:
+    """The far end sent its first 18x; ``pdd_ms`` is INVITE→18x."""
+
+    attempt_id: UUID
+    at: datetime
+    pdd_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class CallAnswered:
+    """The call reached CONFIRMED."""
+
+    attempt_id: UUID
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CallEnded:
+    """The call is over; what the SIP stack reported, before outcome classification."""
+
+    attempt_id: UUID
+    at: datetime
+    sip_code: int | None
+    reason: str | None
+    confirmed: bool
+    q850_cause: int | None = None
+    invited_at: datetime | None = None
+    ringing_at: datetime | None = None
+    answered_at: datetime | None = None
+    transferred: bool = False
+    worker: str | None = None
+
+
+CallEvent = CallRinging | CallAnswered | CallEnded
+
+
+class CallLauncher(ABC):
+    """Places outbound calls; reports progress through the ``on_event`` callback it was given."""
+
+    def __init__(self) -> None:
+        self.on_event: Callable[[CallEvent], None] = lambda event: None
+
+    @abstractmethod
+    async def place(self, request: CallRequest) -> None:
+        """Start dialling; returns once the call is handed to the SIP stack.
+
+        Raises ``LauncherFull`` when no line is free (nothing was sent), or ``LaunchRefused`` when
+        the destination may not be called from this trunk (nothing was sent).
+        """
+
+    @abstractmethod
+    async def hangup(self, attempt_id: UUID) -> None:
+        """End a live call (no-op if it already ended)."""
+
+    @abstractmethod
+    def capacity(self) -> int:
+        """How many calls this launcher can hold at once."""
+
+    @abstractmethod
+    def live_attempts(self) -> set[UUID]:
+        """Attempts with a call still up (used to reconcile after a crash)."""
+
+
+class LauncherFull(Exception):
+    """No SIP line is free; the attempt was not sent."""
+
+
+class LaunchRefused(Exception):
+    """The call may not be placed (destination country or number type not allowed); nothing was sent."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

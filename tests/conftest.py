@@ -1,0 +1,50 @@
+"""Shared fixtures: the external services the contract suites run against."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import redis
+
+
+def _services_required() -> bool:
+    """CI sets DIALER_TEST_REQUIRE_SERVICES=1: a missing server must fail the run, not skip it."""
+    return os.environ.get("DIALER_TEST_REQUIRE_SERVICES") == "1"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of a reachable Redis (DIALER_TEST_REDIS_URL); tests use their own key namespace."""
+    url = os.environ.get("DIALER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        message = f"Redis at {url} unreachable: {exc}"
+        if _services_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    finally:
+        client.close()
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """SQLAlchemy URL of a reachable PostgreSQL (DIALER_TEST_POSTGRES_URL); tests make their own schema."""
+    import sqlalchemy as sa
+
+    url = os.environ.get("DIALER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError as exc:
+        message = f"PostgreSQL at {url} unreachable: {exc}"
+        if _services_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    finally:
+        engine.dispose()
+    return url
