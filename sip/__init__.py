@@ -1,0 +1,1 @@
+"""Everything pjsua2: SIP worker processes, calls, trunks, transfers, media bridge."""

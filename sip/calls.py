@@ -1,0 +1,260 @@
+"""The calls of one SIP worker, on its SIP thread: dial, answer, reject, hang up, timers, events out."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+import pjsua2 as pj
+
+from dialer.logs import redact
+from sip.message import called_user, caller_user, q850_cause
+from sip.protocol import (
+    RETRY_AFTER,
+    Answer,
+    Answered,
+    Dial,
+    Ended,
+    Event,
+    Failed,
+    Full,
+    Offered,
+    Placed,
+    Reject,
+    Ringing,
+)
+
+log = logging.getLogger(__name__)
+
+PJ_ETOOMANY = 70010  # pjsua has no free call slot (its PJSUA_MAX_CALLS build cap or uaConfig.maxCalls)
+DECISION_SECONDS = 5.0  # an offered inbound call the gateway did not decide on by then gets 503
+# Every call opens an RTP and an RTCP socket in pjmedia's ioqueue, whose handle table is fixed at build
+# time (64 in the PyPI wheel, select()). A closed socket's handle is reused only 500 ms later
+# (PJ_IOQUEUE_KEY_FREE_DELAY), and registering one more than the table holds aborts the process: so
+# above ~55 calls/s a wheel worker dies. Count closed sockets for this long and refuse to exceed.
+SOCKET_REUSE_SECONDS = 0.6
+SOCKETS_PER_CALL = 2
+
+Emit = Callable[[Event], None]
+
+
+class Call(pj.Call):  # type: ignore[misc]  # pjsua2 has no stubs
+    """One pjsua2 call and what we learned about it; only ever touched on the SIP thread."""
+
+    def __init__(self, table: CallTable, account: pj.Account, call_id: int, key: int, outbound: bool) -> None:
+        super().__init__(account, call_id)
+        self.table = table
+        self.key = key
+        self.outbound = outbound
+        self.started_at = time.time()
+        self.started_mono = time.monotonic()
+        self.ringing_at: float | None = None
+        self.answered_at: float | None = None
+        self.decided = outbound
+        self.limit: str | None = None
+        self.max_duration = 0.0
+        self.rtp: dict[str, int] = {}
+        self.ended_code: int | None = None
+
+    def onCallState(self, prm: pj.OnCallStateParam) -> None:
+        self.table.on_state(self, prm)
+
+    def onStreamDestroyed(self, prm: pj.OnStreamDestroyedParam) -> None:
+        # The stream is still there: its counters are readable for the last time.
+        stat = self.getStreamStat(prm.streamIdx).rtcp
+        self.rtp = {"rx": stat.rxStat.pkt, "tx": stat.txStat.pkt, "rx_lost": stat.rxStat.loss}
+
+
+def _op(code: int = 0, headers: dict[str, str] | None = None) -> pj.CallOpParam:
+    prm = pj.CallOpParam(True)
+    prm.statusCode = code
+    for name, value in (headers or {}).items():
+        header = pj.SipHeader()
+        header.hName, header.hValue = name, value
+        prm.txOption.headers.append(header)
+    return prm
+
+
+class CallTable:
+    """Live calls by integer key, their timers, and the events they produce.
+
+    A Call object is dropped right after DISCONNECTED (``reap``), on the SIP thread: pjsua reuses
+    call slots, and deleting an old object after its slot was reused hangs up the new call.
+    """
+
+    def __init__(self, emit: Emit, media_sockets: int) -> None:
+        self.emit = emit
+        self.media_sockets = media_sockets
+        self.calls: dict[int, Call] = {}
+        self.closing = False
+        self.probe_user: str | None = None  # inbound calls for this user are capacity-probe twins
+        self.probes: list[Call] = []
+        self._finished: list[Call] = []
+        self._timers: list[tuple[float, int, str]] = []
+        self._next_inbound = 0
+        self._closed: deque[float] = deque()  # when recent calls' media sockets closed (monotonic)
+
+    # ---- commands ----------------------------------------------------------------------------
+
+    def room(self) -> float:
+        """0 when one more call's media sockets fit in pjmedia's ioqueue, else seconds until they do."""
+        now = time.monotonic()
+        while self._closed and self._closed[0] + SOCKET_REUSE_SECONDS < now:
+            self._closed.popleft()
+        # Closed-but-held transports we can afford next to the live calls and the new one.
+        spare = self.media_transports() - len(self.calls) - 1
+        if spare < 0:
+            return SOCKET_REUSE_SECONDS
+        if len(self._closed) <= spare:
+            return 0.0
+        return self._closed[len(self._closed) - spare - 1] + SOCKET_REUSE_SECONDS - now
+
+    def media_transports(self) -> int:
+        """How many calls' sockets pjmedia's ioqueue holds, keeping two of head-room."""
+        return self.media_sockets // SOCKETS_PER_CALL - 2
+
+    def dial(self, cmd: Dial, account: pj.Account) -> None:
+        wait = self.room()
+        if wait > 0:
+            self.emit(Full(cmd.key, max(round(wait, 3), 0.001)))
+            return
+        call = Call(self, account, pj.PJSUA_INVALID_ID, cmd.key, outbound=True)
+        prm = _op(headers=cmd.headers)
+        prm.txOption.localUri = cmd.from_uri
+        call.max_duration = cmd.max_duration
+        self.calls[cmd.key] = call  # callbacks may already run inside makeCall
+        try:
+            call.makeCall(cmd.uri, prm)
+        except pj.Error as exc:
+            self.calls.pop(cmd.key, None)
+            self.emit(Full(cmd.key) if exc.status == PJ_ETOOMANY else Failed(cmd.key, redact(exc.reason)))
+            return
+        self.emit(Placed(cmd.key, call.started_at))
+        self._after(cmd.timeout, cmd.key, "timeout")
+
+    def answer(self, cmd: Answer) -> None:
+        call = self.calls.get(cmd.key)
+        if call is None or call.decided:
+            return
+        call.decided = True
+        call.max_duration = cmd.max_duration
+        self._safely(call, lambda: call.answer(_op(200)))
+
+    def reject(self, cmd: Reject) -> None:
+        call = self.calls.get(cmd.key)
+        if call is None or call.decided:
+            return
+        call.decided = True
+        headers = {"Retry-After": str(cmd.retry_after)} if cmd.retry_after else None
+        self._safely(call, lambda: call.hangup(_op(cmd.code, headers)))
+
+    def hangup(self, key: int, limit: str | None = None) -> None:
+        call = self.calls.get(key)
+        if call is None:
+            return
+        call.limit = call.limit or limit
+        call.decided = True
+        self._safely(call, lambda: call.hangup(_op()))
+
+    def _safely(self, call: Call, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except pj.Error as exc:  # the call ended meanwhile; its DISCONNECTED reports it
+            log.debug("call %d: %s", call.key, redact(exc.reason))
+
+    # ---- pjsua callbacks -----------------------------------------------------------------------
+
+    def incoming(self, account: pj.Account, prm: pj.OnIncomingCallParam) -> None:
+        message = prm.rdata.wholeMsg
+        called = called_user(message)
+        if self.probe_user is not None and called == self.probe_user:
+            twin = Call(self, account, prm.callId, 0, outbound=False)
+            self.probes.append(twin)
+            twin.answer(_op(180))
+            return
+        self._next_inbound -= 1
+        call = Call(self, account, prm.callId, self._next_inbound, outbound=False)
+        self.calls[call.key] = call
+        if self.closing:
+            self.reject(Reject(call.key, 503, RETRY_AFTER))
+            return
+        self.emit(Offered(call.key, called or "", caller_user(message), call.started_at))
+        self._after(DECISION_SECONDS, call.key, "decision")
+
+    def on_state(self, call: Call, prm: pj.OnCallStateParam) -> None:
+        info = call.getInfo()
+        if info.state == pj.PJSIP_INV_STATE_EARLY and call.ringing_at is None:
+            if 180 <= info.lastStatusCode < 190:
+                call.ringing_at = time.time()
+                if call.outbound and call.key:
+                    pdd = (time.monotonic() - call.started_mono) * 1000
+                    self.emit(Ringing(call.key, call.ringing_at, round(pdd, 1)))
+        elif info.state == pj.PJSIP_INV_STATE_CONFIRMED and call.answered_at is None:
+            call.answered_at = time.time()
+            if call.key:
+                self.emit(Answered(call.key, call.answered_at))
+                self._after(call.max_duration, call.key, "max duration")
+        elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            call.ended_code = info.lastStatusCode
+            self._closed.append(time.monotonic())
+            self._finished.append(call)
+            if call.key and self.calls.pop(call.key, None) is not None:
+                self.emit(self._ended(call, info, prm))
+
+    def _ended(self, call: Call, info: pj.CallInfo, prm: pj.OnCallStateParam) -> Ended:
+        cause = None
+        event = prm.e
+        if event.type == pj.PJSIP_EVENT_TSX_STATE and event.body.tsxState.type == pj.PJSIP_EVENT_RX_MSG:
+            # The response or BYE that ended the call; its Reason header carries the Q.850 cause.
+            cause = q850_cause(event.body.tsxState.src.rdata.wholeMsg)
+        return Ended(
+            key=call.key,
+            at=time.time(),
+            code=info.lastStatusCode,
+            reason=info.lastReason,
+            cause=cause,
+            confirmed=call.answered_at is not None,
+            started_at=call.started_at,
+            ringing_at=call.ringing_at,
+            answered_at=call.answered_at,
+            limit=call.limit,
+            rtp=call.rtp,
+        )
+
+    # ---- housekeeping on the SIP thread --------------------------------------------------------
+
+    def close(self) -> None:
+        """Refuse new inbound calls and mark live ones as ended by our shutdown."""
+        # A method of its own: a loop variable left in shutdown()'s frame would keep the last Call
+        # object alive past libDestroy, and freeing it then aborts the process.
+        self.closing = True
+        for call in self.calls.values():
+            call.limit = call.limit or "shutdown"
+
+    def reap(self) -> None:
+        """Drop the Call objects of calls that reached DISCONNECTED (see the class docstring)."""
+        if self._finished:
+            self._finished.clear()
+
+    def _after(self, seconds: float, key: int, kind: str) -> None:
+        if seconds > 0:
+            heapq.heappush(self._timers, (time.monotonic() + seconds, key, kind))
+
+    def run_timers(self) -> None:
+        """Enforce the ring timeout, the maximum duration and the inbound decision deadline."""
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, key, kind = heapq.heappop(self._timers)
+            call = self.calls.get(key)
+            if call is None:
+                continue
+            if kind == "timeout" and call.answered_at is None:
+                self.hangup(key, "timeout")  # CANCEL: the far end answers it with 487
+            elif kind == "max duration":
+                self.hangup(key, "max duration")
+            elif kind == "decision" and not call.decided:
+                log.warning("inbound call %d undecided after %.0f s: 503", key, DECISION_SECONDS)
+                self.reject(Reject(key, 503, RETRY_AFTER))

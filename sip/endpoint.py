@@ -1,0 +1,216 @@
+"""The pjsua2 Endpoint of one SIP worker: set-up, trunk accounts, capacity probe, clean shutdown."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+
+import pjsua2 as pj
+
+from dialer.logs import redact
+from sip.calls import PJ_ETOOMANY, Call, CallTable, Emit
+from sip.message import called_user, caller_user
+from sip.protocol import AddTrunk, Registration, Rejected, TrunkError, WorkerConfig
+
+log = logging.getLogger(__name__)
+
+# Trunks want G.711; pjsua would otherwise let speex/16000 win the negotiation.
+_CODEC_PRIORITY = {"PCMU/8000/1": 255, "PCMA/8000/1": 254}
+_OTHER_CODECS_MAX = 128
+_PJSUA_LOG_LEVEL = {"DEBUG": 5, "INFO": 2}  # pjsua 1 = errors, 2 = warnings, 5 = every SIP message
+
+
+class _LogWriter(pj.LogWriter):  # type: ignore[misc]  # pjsua2 has no stubs
+    """pjsua's own log lines into Python logging (whose handler masks phone-number-shaped digits)."""
+
+    quiet = False  # set while the capacity probe provokes PJ_ETOOMANY on purpose
+
+    def write(self, entry: pj.LogEntry) -> None:
+        if self.quiet:
+            return
+        level = logging.WARNING if entry.level <= 1 else logging.INFO if entry.level == 2 else logging.DEBUG
+        log.log(level, "pjsua: %s", entry.msg.strip())
+
+
+class _Endpoint(pj.Endpoint):  # type: ignore[misc]  # pjsua2 has no stubs
+    def __init__(self, on_rejected: Callable[[pj.OnRejectedIncomingCallParam], None]) -> None:
+        super().__init__()
+        self._on_rejected = on_rejected
+
+    def onRejectedIncomingCall(self, prm: pj.OnRejectedIncomingCallParam) -> None:
+        self._on_rejected(prm)
+
+
+class _Account(pj.Account):  # type: ignore[misc]  # pjsua2 has no stubs
+    def __init__(self, stack: Stack, trunk: str) -> None:
+        super().__init__()
+        self.stack = stack
+        self.trunk = trunk
+
+    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
+        self.stack.table.incoming(self, prm)
+
+    def onRegState(self, prm: pj.OnRegStateParam) -> None:
+        self.stack.emit(Registration(self.trunk, prm.code, prm.expiration if prm.code // 100 == 2 else 0))
+
+
+class Stack:
+    """Everything pjsua2 in one worker; every method runs on the thread that called ``start``."""
+
+    def __init__(self, config: WorkerConfig, emit: Emit) -> None:
+        self.config = config
+        self.emit = emit
+        self.table = CallTable(emit, config.media_sockets)
+        self.accounts: dict[str, _Account] = {}
+        self._writer = _LogWriter()  # must outlive the library
+        self.ep: _Endpoint  # made in start(), on the SIP thread
+
+    # ---- set-up --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create, configure and start the library on the calling thread (the SIP thread)."""
+        self.ep = _Endpoint(self._rejected)
+        self.ep.libCreate()  # the thread that creates the library is pjsua's "main thread"
+        cfg = pj.EpConfig()
+        cfg.uaConfig.threadCnt = 0  # no pjsip worker threads: the SIP thread polls
+        cfg.uaConfig.mainThreadOnly = True  # every callback on the SIP thread
+        cfg.uaConfig.maxCalls = self.config.max_calls
+        cfg.uaConfig.userAgent = "sip-dialer"
+        # The writer replaces pjsua's console output and sees what passes consoleLevel.
+        cfg.logConfig.level = cfg.logConfig.consoleLevel = _PJSUA_LOG_LEVEL.get(self.config.log_level, 1)
+        cfg.logConfig.writer = self._writer
+        cfg.medConfig.noVad = True  # keep RTP flowing through silence: peers time out silent streams
+        self.ep.libInit(cfg)
+        for kind in (pj.PJSIP_TRANSPORT_UDP, pj.PJSIP_TRANSPORT_TCP):
+            self.ep.transportCreate(kind, self._transport(self.config.port))
+        if self.config.tls:
+            tls = self._transport(self.config.tls_port)
+            tls.tlsConfig.certFile = self.config.tls_cert
+            tls.tlsConfig.privKeyFile = self.config.tls_key
+            self.ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tls)
+        self.ep.libStart()
+        self.ep.audDevManager().setNullDev()  # no sound card; media runs on the bridge clock
+        for codec in self.ep.codecEnum2():
+            priority = _CODEC_PRIORITY.get(codec.codecId, min(codec.priority, _OTHER_CODECS_MAX))
+            self.ep.codecSetPriority(codec.codecId, priority)
+        local = f"sip:gateway@{self._local_host()}:{self.config.port}"
+        self._create_account("", self._account_config(local))
+
+    def _transport(self, port: int) -> pj.TransportConfig:
+        cfg = pj.TransportConfig()
+        cfg.port = port
+        if self.config.host not in ("", "0.0.0.0"):
+            cfg.boundAddress = cfg.publicAddress = self.config.host
+        return cfg
+
+    def _local_host(self) -> str:
+        return "127.0.0.1" if self.config.host in ("", "0.0.0.0") else self.config.host
+
+    def _account_config(self, id_uri: str) -> pj.AccountConfig:
+        cfg = pj.AccountConfig()
+        cfg.idUri = id_uri
+        cfg.regConfig.registerOnAdd = False
+        cfg.mediaConfig.lockCodecEnabled = False  # else a re-INVITE follows multi-codec answers
+        media = self._transport(self.config.rtp_port)
+        media.portRange = self.config.rtp_ports
+        cfg.mediaConfig.transportConfig = media
+        return cfg
+
+    def _create_account(self, trunk: str, cfg: pj.AccountConfig) -> None:
+        account = self.accounts.get(trunk)
+        if account is None:
+            account = _Account(self, trunk)
+            account.create(cfg, trunk == "")  # the local account is the default for inbound calls
+            self.accounts[trunk] = account
+        else:
+            account.modify(cfg)
+
+    def add_trunk(self, cmd: AddTrunk) -> None:
+        """Create or update the account a trunk's calls go out through."""
+        cfg = self._account_config(cmd.id_uri)
+        if cmd.registrar:
+            cfg.regConfig.registrarUri = cmd.registrar
+            cfg.regConfig.timeoutSec = cmd.register_expires
+            cfg.regConfig.registerOnAdd = True  # pjsua refreshes it before it expires
+        if cmd.username:
+            cfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", cmd.username, 0, cmd.password))
+        if cmd.proxy:
+            cfg.sipConfig.proxies.append(cmd.proxy if ";lr" in cmd.proxy else f"{cmd.proxy};lr")
+        try:
+            self._create_account(cmd.trunk, cfg)
+        except pj.Error as exc:
+            self.emit(TrunkError(cmd.trunk, redact(exc.reason)))
+
+    # ---- capacity probe ----------------------------------------------------------------------------
+
+    def probe(self, pump: Callable[[], None]) -> int:
+        """How many calls pjsua holds at once, found by calling ourselves until it refuses.
+
+        Each probe call rings its own inbound twin (180, never answered), so both legs hold a slot.
+        It ends at PJ_ETOOMANY, or when a twin is refused (odd cap), or at ``max_calls`` or the
+        media socket budget, whichever comes first.
+        """
+        table, account = self.table, self.accounts[""]
+        table.probe_user = f"probe-{uuid.uuid4().hex}"
+        uri = f"sip:{table.probe_user}@{self._local_host()}:{self.config.port}"
+        legs, self._writer.quiet = 0, True
+        limit = min(self.config.max_calls, table.media_transports())
+        try:
+            while legs < limit:
+                call = Call(table, account, pj.PJSUA_INVALID_ID, 0, outbound=True)
+                try:
+                    call.makeCall(uri, pj.CallOpParam(True))
+                except pj.Error as exc:
+                    if exc.status != PJ_ETOOMANY:
+                        raise
+                    break
+                table.probes.append(call)
+                legs += 1
+                deadline = time.monotonic() + 2.0
+                while call.ringing_at is None and call.ended_code is None and time.monotonic() < deadline:
+                    pump()
+                if call.ringing_at is None:
+                    if call.ended_code is None:
+                        raise RuntimeError("capacity probe: no answer from our own SIP port")
+                    break  # our leg took the last slot; its twin was refused
+                legs += 1
+            self._settle(pump)
+        finally:
+            table.probe_user, self._writer.quiet = None, False
+            table.probes.clear()
+        return min(legs, limit)
+
+    def _settle(self, pump: Callable[[], None], seconds: float = 3.0) -> None:
+        """Hang up everything and pump until every call object has seen DISCONNECTED (bounded)."""
+        self.ep.hangupAllCalls()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and (
+            self.table.calls or any(call.ended_code is None for call in self.table.probes)
+        ):
+            pump()
+
+    def _rejected(self, prm: pj.OnRejectedIncomingCallParam) -> None:
+        if self.table.probe_user is not None:  # a probe twin refused: that is how the probe ends
+            return
+        message = prm.rdata.wholeMsg
+        self.emit(Rejected(called_user(message), caller_user(message), prm.statusCode, time.time()))
+
+    # ---- shutdown --------------------------------------------------------------------------------
+
+    def shutdown(self, pump: Callable[[], None]) -> None:
+        """The clean sequence: hang up, wait for DISCONNECTED, drop calls, close accounts, destroy."""
+        self.table.close()
+        self._settle(pump)
+        self.table.calls.clear()
+        self.table.reap()
+        gc.collect()  # no Call object may outlive libDestroy
+        registered = any(account.getInfo().regIsConfigured for account in self.accounts.values())
+        for account in self.accounts.values():
+            account.shutdown()
+        # pjsua waits a fixed second for un-REGISTERs unless told there is no network work left.
+        self.ep.libDestroy(0 if registered else pj.PJSUA_DESTROY_NO_NETWORK)
+        log.debug("pjsua destroyed in worker pid %d", os.getpid())

@@ -1,0 +1,76 @@
+"""What the gateway reports besides the dialer's call events: inbound calls and RTP counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class InboundRoute:
+    """Where a call to an imported number goes: the agent linked to the number, in its tenant."""
+
+    agent_id: UUID
+    tenant_id: UUID
+    number_id: UUID
+
+
+@dataclass(frozen=True)
+class MediaStats:
+    """RTP packet counts of a call's audio stream, read when the stream closed."""
+
+    rx_packets: int
+    tx_packets: int
+    rx_lost: int = 0
+
+    @classmethod
+    def from_wire(cls, rtp: dict[str, int]) -> MediaStats | None:
+        """From a worker's ``Ended.rtp`` (empty when the call never had a stream)."""
+        return cls(rtp["rx"], rtp["tx"], rtp.get("rx_lost", 0)) if rtp else None
+
+
+@dataclass(frozen=True)
+class InboundOffered:
+    """An INVITE for an imported number was routed to its agent and is being answered."""
+
+    call_id: UUID
+    called: str
+    caller: str | None
+    route: InboundRoute
+    at: datetime
+    worker: str
+
+
+@dataclass(frozen=True)
+class InboundAnswered:
+    """An inbound call reached CONFIRMED."""
+
+    call_id: UUID
+    at: datetime
+
+
+@dataclass(frozen=True)
+class InboundEnded:
+    """An inbound call is over, including calls refused before answer (404 unknown number, 486 full).
+
+    ``route`` is None for refused calls; ``sip_code`` is our final response for those, else what
+    pjsua reported at DISCONNECTED (200 for an answered call), None when its worker died.
+    """
+
+    call_id: UUID
+    called: str | None
+    caller: str | None
+    route: InboundRoute | None
+    at: datetime
+    sip_code: int | None
+    reason: str | None
+    confirmed: bool
+    q850_cause: int | None = None
+    offered_at: datetime | None = None
+    answered_at: datetime | None = None
+    worker: str | None = None
+    media: MediaStats | None = None
+
+
+InboundEvent = InboundOffered | InboundAnswered | InboundEnded

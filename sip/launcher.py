@@ -1,0 +1,279 @@
+"""SipGateway: the CallLauncher that places and answers calls through a pool of pjsua2 worker processes.
+
+Each worker (sip/worker.py) is a child process started with ``python -m sip.worker`` that owns one
+pjsua2 Endpoint on ``port + i`` with its own RTP range. Commands go to its stdin and events come
+back on its stdout as JSON lines (sip/protocol.py); sip/supervisor.py starts, routes to and restarts
+the workers. This module turns worker events into the dialer's CallRinging/CallAnswered/CallEnded and,
+through sip/inbound.py, the inbound events of sip/events.py, always on the asyncio loop thread. A
+worker that dies costs only its own calls: they are reported ended with no SIP result ("worker died").
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID
+
+from dialer.ports import CallAnswered, CallEnded, CallLauncher, CallRequest, CallRinging, LaunchRefused
+from sip.events import MediaStats
+from sip.inbound import InboundCallback, InboundDesk, InboundRouter
+from sip.protocol import (
+    AddTrunk,
+    Answered,
+    Dial,
+    Ended,
+    Event,
+    Hangup,
+    Registration,
+    Ringing,
+    TrunkError,
+    WorkerConfig,
+    utc,
+)
+from sip.supervisor import GatewayError, Supervisor, WorkerProcess
+from sip.trunks import TrunkConfig, refusal
+
+log = logging.getLogger(__name__)
+
+TrunkLookup = Callable[[UUID], Awaitable[TrunkConfig | None]]
+WORKER_DIED = "worker died"
+
+
+@dataclass
+class _Outbound:
+    attempt_id: UUID
+    worker: WorkerProcess | None = None
+    answered: bool = False
+    hangup_asked: bool = False
+
+
+class SipGateway(CallLauncher):
+    """Outbound and inbound SIP calls over ``workers`` pjsua2 processes on ``port``, ``port + 1``, ….
+
+    ``trunks`` looks up the trunk of a call; ``inbound`` maps a called number (E.164 when it reads as
+    one) to its route, None meaning 404. ``on_event`` gets outbound call events and ``on_inbound``
+    inbound ones (it may return an awaitable, which is run as a task); ``on_media`` gets the RTP
+    counts of each outbound call at its end. All callbacks run on the asyncio loop thread.
+    ``media_sockets`` is the handle table of the pjsua build's media ioqueue (64 in the PyPI wheel).
+    ``tls`` adds a TLS transport for trunks with ``Transport.TLS``; it listens on ``tls_port + i``
+    (with the PEM certificate and key given) when ``tls_port`` is set, else on an ephemeral port.
+    """
+
+    def __init__(
+        self,
+        trunks: TrunkLookup,
+        inbound: InboundRouter | None = None,
+        on_inbound: InboundCallback | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 5060,
+        workers: int = 1,
+        rtp_port: int = 20000,
+        rtp_ports_per_worker: int = 2000,
+        max_calls_per_worker: int = 512,
+        media_sockets: int = 64,
+        tls: bool = False,
+        tls_port: int | None = None,
+        tls_cert_file: str | None = None,
+        tls_key_file: str | None = None,
+        max_call_seconds: float = 3600.0,
+        max_call_seconds_for: Callable[[CallRequest], float | None] | None = None,
+        log_level: str = "WARNING",
+    ) -> None:
+        super().__init__()
+        self.on_media: Callable[[UUID, MediaStats], None] = lambda attempt_id, stats: None
+        self.max_call_seconds = max_call_seconds
+        self._max_call_seconds_for = max_call_seconds_for
+        self._trunks = trunks
+        self._desk = InboundDesk(inbound, max_call_seconds, lambda: self._running)
+        if on_inbound is not None:
+            self.on_inbound = on_inbound
+        configs = [
+            WorkerConfig(
+                name=f"sip-{i}",
+                index=i,
+                host=host,
+                port=port + i,
+                rtp_port=rtp_port + i * rtp_ports_per_worker,
+                rtp_ports=rtp_ports_per_worker,
+                max_calls=max_calls_per_worker,
+                media_sockets=media_sockets,
+                tls=tls,
+                tls_port=tls_port + i if tls_port else 0,
+                tls_cert=tls_cert_file or "",
+                tls_key=tls_key_file or "",
+                log_level=log_level,
+            )
+            for i in range(workers)
+        ]
+        self._supervisor = Supervisor(configs, self._on_worker_event, self._on_lost, self._on_ready)
+        self._keys = itertools.count(1)
+        self._calls: dict[int, _Outbound] = {}
+        self._by_attempt: dict[UUID, int] = {}
+        self._known_trunks: dict[UUID, TrunkConfig] = {}
+        self._worker_trunks: dict[str, dict[UUID, TrunkConfig]] = {}  # what each worker's accounts hold
+        self._registrations: dict[UUID, int] = {}
+        self._running = False
+
+    @property
+    def on_inbound(self) -> InboundCallback:
+        """Gets InboundOffered / InboundAnswered / InboundEnded; may return an awaitable."""
+        return self._desk.on_event
+
+    @on_inbound.setter
+    def on_inbound(self, callback: InboundCallback) -> None:
+        self._desk.on_event = callback
+
+    # ---- lifecycle and state -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start every worker and learn its capacity; raises GatewayError if one cannot start."""
+        await self._supervisor.start()
+        self._running = True
+
+    async def stop(self) -> None:
+        """Hang up every call, stop the workers cleanly; every live call is reported ended."""
+        self._running = False
+        await self._supervisor.stop()
+        await self._desk.close()
+
+    def capacity(self) -> int:
+        """Calls the running workers can hold at once (each worker's probed capacity, summed)."""
+        return self._supervisor.capacity()
+
+    def live_attempts(self) -> set[UUID]:
+        return set(self._by_attempt)
+
+    def workers(self) -> dict[str, int | None]:
+        """Worker name → process id (None while it is down), for ops and tests."""
+        return {worker.name: worker.pid for worker in self._supervisor.workers}
+
+    def registration(self, trunk_id: UUID) -> int | None:
+        """The last final response to the trunk's REGISTER (None before any)."""
+        return self._registrations.get(trunk_id)
+
+    async def add_trunk(self, trunk: TrunkConfig) -> None:
+        """Build the trunk's account in every worker now, and after every restart (REGISTER if set)."""
+        self._known_trunks[trunk.id] = trunk
+        for worker in self._supervisor.workers:
+            if worker.capacity:
+                self._ensure_trunk(worker, trunk)
+
+    # ---- outbound calls ----------------------------------------------------------------------------
+
+    async def place(self, request: CallRequest) -> None:
+        if not self._running:
+            raise GatewayError("the SIP gateway is not running")
+        if request.attempt_id in self._by_attempt:
+            raise GatewayError("this attempt already has a call")  # never dial one attempt twice
+        trunk = await self._trunks(request.trunk_id)
+        if trunk is None:
+            raise GatewayError(f"unknown trunk {request.trunk_id}")
+        why = refusal(trunk, request.to_number)
+        if why is not None:
+            log.info("attempt %s refused: %s", request.attempt_id, why)
+            raise LaunchRefused(why)
+        caller = trunk.caller_uri(request.from_number)
+        limit = self._max_call_seconds_for(request) if self._max_call_seconds_for else None
+        key = next(self._keys)
+        command = Dial(
+            key=key,
+            trunk=str(trunk.id),
+            uri=trunk.request_uri(request.to_number),
+            from_uri=caller,
+            headers={
+                "P-Asserted-Identity": f"<{caller}>",
+                "X-Campaign-Id": str(request.campaign_id),
+                "X-Attempt-Id": str(request.attempt_id),
+            },
+            timeout=float(request.timeout_seconds),
+            max_duration=limit or self.max_call_seconds,
+        )
+        call = self._calls[key] = _Outbound(request.attempt_id)
+        self._by_attempt[request.attempt_id] = key  # events can arrive before dial() returns
+        try:
+            call.worker = await self._supervisor.dial(command, lambda w: self._ensure_trunk(w, trunk))
+        except BaseException:
+            self._forget(key)
+            raise
+        log.debug("attempt %s placed on %s", request.attempt_id, call.worker.name)
+        if call.hangup_asked:
+            call.worker.send(Hangup(key))
+
+    async def hangup(self, attempt_id: UUID) -> None:
+        key = self._by_attempt.get(attempt_id)
+        call = self._calls.get(key) if key is not None else None
+        if key is None or call is None:
+            return
+        if call.worker is None:
+            call.hangup_asked = True  # still being placed: hung up as soon as it is out
+        else:
+            call.worker.send(Hangup(key))
+
+    # ---- worker events -------------------------------------------------------------------------------
+
+    def _ensure_trunk(self, worker: WorkerProcess, trunk: TrunkConfig) -> None:
+        built = self._worker_trunks.setdefault(worker.name, {})
+        if built.get(trunk.id) != trunk:
+            # Only the first worker registers: it owns the public SIP port the trunk sends calls to.
+            worker.send(AddTrunk(**trunk.account(register=worker.config.index == 0)))
+            built[trunk.id] = trunk
+
+    def _on_ready(self, worker: WorkerProcess) -> None:
+        self._worker_trunks[worker.name] = {}  # a fresh process has no accounts yet
+        for trunk in self._known_trunks.values():
+            self._ensure_trunk(worker, trunk)
+
+    def _forget(self, key: int) -> _Outbound | None:
+        call = self._calls.pop(key, None)
+        if call is not None:
+            self._by_attempt.pop(call.attempt_id, None)
+        return call
+
+    def _on_worker_event(self, worker: WorkerProcess, event: Event) -> None:
+        if self._desk.handle(worker, event):
+            return
+        if isinstance(event, Ringing) and (call := self._calls.get(event.key)):
+            self.on_event(CallRinging(call.attempt_id, utc(event.at), event.pdd_ms))
+        elif isinstance(event, Answered) and (call := self._calls.get(event.key)):
+            call.answered = True
+            self.on_event(CallAnswered(call.attempt_id, utc(event.at)))
+        elif isinstance(event, Ended) and (call := self._forget(event.key)):
+            self._report_end(call, event, worker.name)
+        elif isinstance(event, Registration):
+            self._registrations[UUID(event.trunk)] = event.code
+            log.info("trunk %s REGISTER answered %d (expires %d s)", event.trunk, event.code, event.expires)
+        elif isinstance(event, TrunkError):
+            log.error("trunk %s account rejected by %s: %s", event.trunk, worker.name, event.message)
+
+    def _report_end(self, call: _Outbound, event: Ended, worker: str) -> None:
+        self.on_event(
+            CallEnded(
+                attempt_id=call.attempt_id,
+                at=utc(event.at),
+                sip_code=event.code,
+                reason=f"{event.reason} ({event.limit})" if event.limit else event.reason,
+                confirmed=event.confirmed,
+                q850_cause=event.cause,
+                invited_at=utc(event.started_at),
+                ringing_at=utc(event.ringing_at) if event.ringing_at else None,
+                answered_at=utc(event.answered_at) if event.answered_at else None,
+                worker=worker,
+            )
+        )
+        media = MediaStats.from_wire(event.rtp)
+        if media is not None:
+            self.on_media(call.attempt_id, media)
+
+    def _on_lost(self, worker: WorkerProcess, keys: set[int]) -> None:
+        now = datetime.now(UTC)
+        for key in sorted(self._desk.lost(worker, keys, WORKER_DIED)):
+            call = self._forget(key)
+            if call is not None:
+                log.warning("attempt %s lost with %s", call.attempt_id, worker.name)
+                self.on_event(
+                    CallEnded(call.attempt_id, now, None, WORKER_DIED, call.answered, worker=worker.name)
+                )

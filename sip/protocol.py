@@ -1,0 +1,257 @@
+"""Records crossing the pipe between the gateway and a SIP worker process, one JSON object per line.
+
+The gateway writes commands to the worker's stdin; the worker writes events to the pipe that was its
+stdout (it keeps a duplicate and points fd 1 at /dev/null, so pjsua console output cannot corrupt it).
+Every line is ``{"t": <record name>, ...fields}``. Calls are named by integer keys: positive keys
+are outbound calls numbered by the gateway, negative keys inbound calls numbered by the worker.
+Times are Unix epoch seconds taken in the worker.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+# ---- set-up --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """How one worker process binds: SIP on ``host:port`` (UDP and TCP), RTP from ``rtp_port``."""
+
+    name: str
+    index: int
+    host: str
+    port: int
+    rtp_port: int
+    rtp_ports: int
+    max_calls: int = 512  # asked of pjsua; its build may hold fewer, which the probe finds out
+    media_sockets: int = 64  # PJ_IOQUEUE_MAX_HANDLES of the build's media ioqueue (64 in the PyPI wheel)
+    tls: bool = False
+    tls_port: int = 0  # 0: an ephemeral port, enough to call TLS trunks; listening needs a fixed one
+    tls_cert: str = ""  # PEM files; a TLS listener needs them, a TLS client does not
+    tls_key: str = ""
+    log_level: str = "WARNING"
+
+
+# ---- commands: gateway → worker ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AddTrunk:
+    """Create or update the pjsua2 account of a trunk (fields from ``TrunkConfig.account``)."""
+
+    trunk: str
+    id_uri: str
+    registrar: str
+    register_expires: int
+    username: str
+    password: str
+    proxy: str
+
+
+@dataclass(frozen=True)
+class Dial:
+    """Place an outbound call; answered by ``Placed``, ``Full`` or ``Failed``."""
+
+    key: int
+    trunk: str
+    uri: str
+    from_uri: str
+    headers: dict[str, str]
+    timeout: float  # seconds from INVITE to answer before we CANCEL
+    max_duration: float  # seconds from answer before we send BYE
+
+
+@dataclass(frozen=True)
+class Hangup:
+    """End a call (CANCEL, BYE or a rejection, whichever its state calls for)."""
+
+    key: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Answer an offered inbound call with 200."""
+
+    key: int
+    max_duration: float
+
+
+RETRY_AFTER = 30  # seconds a caller is told to wait (Retry-After) when we cannot take calls (503)
+
+
+@dataclass(frozen=True)
+class Reject:
+    """Refuse an offered inbound call with a final response."""
+
+    key: int
+    code: int
+    retry_after: int | None = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Hang up everything, shut pjsua down cleanly and exit."""
+
+
+# ---- events: worker → gateway --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The worker is up and holds at most ``capacity`` calls at once (found by probing)."""
+
+    capacity: int
+    pid: int
+
+
+@dataclass(frozen=True)
+class Placed:
+    """The INVITE of call ``key`` left."""
+
+    key: int
+    at: float
+
+
+@dataclass(frozen=True)
+class Full:
+    """Call ``key`` was not placed; nothing was sent.
+
+    ``retry_in`` 0: every pjsua call slot is taken (PJ_ETOOMANY). Otherwise the media sockets of
+    recent calls are not free yet and one will be in ``retry_in`` seconds (see CallTable.room).
+    """
+
+    key: int
+    retry_in: float = 0.0
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Call ``key`` was not placed for another reason; nothing was sent."""
+
+    key: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Offered:
+    """An inbound INVITE arrived for ``called`` (the Request-URI or To user); a decision is due."""
+
+    key: int
+    called: str
+    caller: str | None
+    at: float
+
+
+@dataclass(frozen=True)
+class Ringing:
+    """First 18x of an outbound call; ``pdd_ms`` is INVITE→18x."""
+
+    key: int
+    at: float
+    pdd_ms: float
+
+
+@dataclass(frozen=True)
+class Answered:
+    """The call reached CONFIRMED."""
+
+    key: int
+    at: float
+
+
+@dataclass(frozen=True)
+class Ended:
+    """The call is over (DISCONNECTED): what pjsua reported, plus our own limits and RTP counts."""
+
+    key: int
+    at: float
+    code: int
+    reason: str
+    cause: int | None
+    confirmed: bool
+    started_at: float  # INVITE sent (outbound) or received (inbound)
+    ringing_at: float | None
+    answered_at: float | None
+    limit: str | None = None  # "timeout" or "max duration" when our own timer ended the call
+    rtp: dict[str, int] = field(default_factory=dict)  # rx/tx packets of the audio stream
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """pjsua refused an inbound INVITE by itself (every call slot taken) before offering it."""
+
+    called: str | None
+    caller: str | None
+    code: int
+    at: float
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A trunk's REGISTER got a final answer (``expires`` 0 when unregistered or failed)."""
+
+    trunk: str
+    code: int
+    expires: int
+
+
+@dataclass(frozen=True)
+class TrunkError:
+    """A trunk's account could not be built (bad URI and the like)."""
+
+    trunk: str
+    message: str
+
+
+Command = AddTrunk | Dial | Hangup | Answer | Reject | Stop
+Event = (
+    Ready
+    | Placed
+    | Full
+    | Failed
+    | Offered
+    | Ringing
+    | Answered
+    | Ended
+    | Rejected
+    | Registration
+    | TrunkError
+)
+
+_RECORDS: dict[str, type[Any]] = {
+    cls.__name__: cls for cls in (AddTrunk, Dial, Hangup, Answer, Reject, Stop, *Event.__args__)
+}
+
+
+def encode(record: Command | Event) -> bytes:
+    """One line of the pipe."""
+    return (json.dumps({"t": type(record).__name__, **asdict(record)}, separators=(",", ":")) + "\n").encode()
+
+
+def decode(line: bytes) -> Any:
+    """The record a line holds; ValueError for anything that is not one."""
+    data = json.loads(line)
+    cls = _RECORDS.get(data.pop("t", None)) if isinstance(data, dict) else None
+    if cls is None:
+        raise ValueError("not a protocol record")
+    names = {f.name for f in fields(cls)}
+    return cls(**{key: value for key, value in data.items() if key in names})
+
+
+def utc(epoch: float) -> datetime:
+    """A protocol time as an aware datetime."""
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def config_arg(config: WorkerConfig) -> str:
+    """The worker's command-line argument."""
+    return json.dumps(asdict(config))
+
+
+def parse_config(arg: str) -> WorkerConfig:
+    """Inverse of ``config_arg``."""
+    return WorkerConfig(**json.loads(arg))

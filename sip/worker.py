@@ -1,0 +1,171 @@
+"""A SIP worker process: one pjsua2 Endpoint driven by one SIP thread, commands on stdin, events on stdout.
+
+Run as ``python -m sip.worker '<WorkerConfig JSON>'`` by the gateway's supervisor (see sip/protocol.py
+for the wire format). The main thread only reads stdin into a queue; the SIP thread creates the library,
+probes the call capacity, reports ``Ready`` and then loops: run queued commands, ``libHandleEvents``,
+drop finished calls, enforce timers, write the events of that round in one write. End of stdin (the
+gateway is gone) shuts the worker down like a ``Stop`` command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import signal
+import socket
+import sys
+import threading
+
+from dialer.logs import RedactingFilter
+from sip.endpoint import Stack
+from sip.protocol import (
+    AddTrunk,
+    Answer,
+    Command,
+    Dial,
+    Event,
+    Failed,
+    Hangup,
+    Ready,
+    Reject,
+    Stop,
+    WorkerConfig,
+    decode,
+    encode,
+    parse_config,
+)
+
+log = logging.getLogger("sip.worker")
+
+POLL_MS = 5  # libHandleEvents timeout: bounds timer latency; an idle worker costs ~1% of a core
+
+
+class Worker:
+    """The SIP thread's loop around a ``Stack``."""
+
+    def __init__(self, config: WorkerConfig, out_fd: int) -> None:
+        self.config = config
+        self.commands: queue.Queue[Command] = queue.Queue()
+        self._out_fd = out_fd
+        self._outbox: list[bytes] = []
+        self.stack = Stack(config, self.emit)
+
+    def emit(self, event: Event) -> None:
+        self._outbox.append(encode(event))
+
+    def flush(self) -> None:
+        if self._outbox:
+            data = b"".join(self._outbox)
+            self._outbox.clear()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._out_fd, view) :]
+
+    def pump(self) -> None:
+        self.stack.ep.libHandleEvents(POLL_MS)
+        self.stack.table.reap()
+
+    def run(self) -> None:
+        """The SIP thread: everything pjsua2 happens here, from libCreate to libDestroy."""
+        self.stack.start()
+        self.emit(Ready(self.stack.probe(self.pump), os.getpid()))
+        self.flush()
+        while self._run_commands():
+            self.flush()  # replies now, not after the next poll
+            self.pump()
+            self.stack.table.run_timers()
+            self.stack.table.reap()
+            self.flush()
+        self.stack.shutdown(self.pump)
+        self.flush()
+
+    def _run_commands(self) -> bool:
+        """Run every queued command; False once ``Stop`` has come."""
+        while True:
+            try:
+                command = self.commands.get_nowait()
+            except queue.Empty:
+                return True
+            if isinstance(command, Stop):
+                return False
+            try:
+                self._run(command)
+            except Exception:  # a bug in one command must not take the other calls down
+                log.exception("command %s failed", type(command).__name__)
+                if isinstance(command, Dial):
+                    self.emit(Failed(command.key, "internal error"))
+            self.stack.table.reap()  # before the next command can reuse a freed slot
+
+    def _run(self, command: Command) -> None:
+        table = self.stack.table
+        if isinstance(command, Dial):
+            account = self.stack.accounts.get(command.trunk)
+            if account is None:
+                self.emit(Failed(command.key, "unknown trunk"))
+            else:
+                table.dial(command, account)
+        elif isinstance(command, Hangup):
+            table.hangup(command.key)
+        elif isinstance(command, Answer):
+            table.answer(command)
+        elif isinstance(command, Reject):
+            table.reject(command)
+        elif isinstance(command, AddTrunk):
+            self.stack.add_trunk(command)
+
+
+def _read_commands(commands: queue.Queue[Command], wake: tuple[str, int]) -> None:
+    """The stdin thread: command lines into the queue; never touches pjsua2.
+
+    After each command it sends a bare CRLF keep-alive (RFC 5626), which pjsip drops silently, to the
+    worker's own SIP UDP port: that ends the SIP thread's ``libHandleEvents`` wait at once, so a command
+    waits for no poll timeout.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as waker:
+        for line in sys.stdin.buffer:
+            try:
+                commands.put(decode(line))
+            except ValueError:
+                log.error("dropped a malformed command line")
+                continue
+            with contextlib.suppress(OSError):
+                waker.sendto(b"\r\n\r\n", wake)
+    commands.put(Stop())
+
+
+def main() -> None:
+    config = parse_config(sys.argv[1])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the gateway decides
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {config.name}: %(message)s"))
+    logging.basicConfig(level=config.log_level, handlers=[handler])
+    # Events go to the real stdout; pjsua prints to fd 1 before its log settings apply, so fd 1 → null.
+    out_fd = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    worker = Worker(config, out_fd)
+    failure: list[BaseException] = []
+
+    def sip_thread() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:
+            failure.append(exc)
+            log.exception("SIP thread failed")
+
+    thread = threading.Thread(target=sip_thread, name="sip", daemon=True)
+    thread.start()
+    wake = ("127.0.0.1" if config.host in ("", "0.0.0.0") else config.host, config.port)
+    reader = threading.Thread(target=_read_commands, args=(worker.commands, wake), name="stdin", daemon=True)
+    reader.start()
+    thread.join()
+    # Skip interpreter teardown: pjsua2 objects must not be finalised after libDestroy.
+    os._exit(1 if failure else 0)
+
+
+if __name__ == "__main__":
+    main()

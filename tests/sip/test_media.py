@@ -1,0 +1,71 @@
+"""A second pjsua2 endpoint in its own process (another gateway's worker) as the far end: RTP, TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import pytest
+
+from dialer.ports import CallAnswered
+from sip.events import InboundRoute, MediaStats
+from sip.trunks import Transport
+from tests.sip.peers import GatewayFactory, free_port, until
+
+pytestmark = pytest.mark.timeout(30)  # each test; SIPp and workers are killed at teardown
+
+NUMBER = "+14155550199"
+
+
+async def test_rtp_flows_both_ways_between_two_pjsua2_endpoints(gateway: GatewayFactory) -> None:
+    far = await gateway()  # the far end: answers calls to an imported number
+    far.routes[NUMBER] = InboundRoute(uuid4(), uuid4(), uuid4())
+    near = await gateway()
+    media: dict[UUID, MediaStats] = {}
+    near.gateway.on_media = media.__setitem__
+    request = near.request(near.trunk(far.port), to=NUMBER)
+    await near.gateway.place(request)
+    await until(lambda: any(isinstance(e, CallAnswered) for e in near.events), 5)
+    await asyncio.sleep(1.0)  # 50 packets of 20 ms each way
+    await near.gateway.hangup(request.attempt_id)
+    ended = await near.ended(request.attempt_id)
+    far_ended = await far.inbound_ended()
+    assert ended.confirmed and far_ended.confirmed and far_ended.sip_code == 200
+    ours, theirs = media[request.attempt_id], far_ended.media
+    assert theirs is not None
+    assert ours.tx_packets >= 25 and theirs.rx_packets >= 25  # near → far (50 in a perfect second)
+    assert theirs.tx_packets >= 25 and ours.rx_packets >= 25  # far → near
+    assert ours.rx_lost == theirs.rx_lost == 0
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[str, str]:
+    """A throw-away self-signed certificate and its key (PEM files) for a TLS listener."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    return str(cert), str(key)
+
+
+async def test_tls_trunk_between_two_pjsua2_endpoints(
+    gateway: GatewayFactory, certificate: tuple[str, str]
+) -> None:
+    cert, key = certificate
+    tls_port = free_port()
+    far = await gateway(tls=True, tls_port=tls_port, tls_cert_file=cert, tls_key_file=key)
+    far.routes[NUMBER] = InboundRoute(uuid4(), uuid4(), uuid4())
+    near = await gateway(tls=True)  # a TLS client only: its own TLS port is ephemeral
+    request = near.request(near.trunk(tls_port, transport=Transport.TLS), to=NUMBER)
+    await near.gateway.place(request)
+    await until(lambda: any(isinstance(e, CallAnswered) for e in near.events), 5)
+    await near.gateway.hangup(request.attempt_id)
+    assert (await near.ended(request.attempt_id)).confirmed
+    assert (await far.inbound_ended()).confirmed  # only its TLS port was dialled
