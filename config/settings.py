@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     sip_host: str = "127.0.0.1"
     sip_port: int = 5060
     sip_workers: int = 1
+    sip_rtp_port: int = Field(
+        default=20000, description="First RTP port; worker i uses its own range after it"
+    )
+    sip_rtp_ports_per_worker: int = 2000
+    max_call_seconds: float = Field(default=3600.0, description="Toll-fraud guard: longest call allowed")
     # dispatch
     dispatch_tick_seconds: float = Field(default=1.0, description="Safety-net tick; refills are event-driven")
     lease_ttl_seconds: float = Field(default=30.0, description="Slot lease TTL; renewed while a call is up")

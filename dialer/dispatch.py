@@ -72,6 +72,15 @@ class DispatchStats:
     lease_lost: int = 0
 
 
+def end_outcome(event: CallEnded) -> Outcome:
+    """The outcome of an ended call: lost calls are ``unknown`` whatever the SIP stack last saw."""
+    if event.lost:
+        return Outcome.UNKNOWN
+    if event.transferred:
+        return Outcome.TRANSFERRED
+    return classify(event.sip_code, event.confirmed, event.q850_cause)
+
+
 class Dispatcher:
     """Fills each active campaign's free lines with due prospects, and settles calls as they end.
 
@@ -129,6 +138,14 @@ class Dispatcher:
         """Stop placing calls; calls already up are left to finish."""
         self._stopping = True
         self._wake.set()
+
+    async def settle_pending(self) -> int:
+        """Settle the call events already queued (at shutdown, after ``run()`` has returned)."""
+        settled = 0
+        while not self._events.empty():
+            await self.handle(self._events.get_nowait())
+            settled += 1
+        return settled
 
     def wake(self) -> None:
         """Refill now (a call ended, a campaign started or resumed, prospects were added)."""
@@ -327,8 +344,7 @@ class Dispatcher:
         elif isinstance(event, CallAnswered):
             call.answered_at = event.at
         elif isinstance(event, CallEnded):
-            outcome = Outcome.TRANSFERRED if event.transferred else None
-            outcome = outcome or classify(event.sip_code, event.confirmed, event.q850_cause)
+            outcome = end_outcome(event)
             await self._settle(event.attempt_id, event, event.reason, outcome)
 
     async def _settle(

@@ -118,8 +118,11 @@ class DialStore(ABC):
         """
 
     @abstractmethod
-    async def finish_attempt(self, attempt_id: UUID, result: AttemptResult, update: ProspectUpdate) -> bool:
-        """Record the attempt's end and apply the policy's decision to its prospect.
+    async def finish_attempt(
+        self, attempt_id: UUID, result: AttemptResult, update: ProspectUpdate | None
+    ) -> bool:
+        """Record the attempt's end and apply the policy's decision to its prospect (None: a call
+        outside any campaign, which has no prospect).
 
         Idempotent: False when the attempt had already ended (nothing changed).
         """
@@ -154,11 +157,11 @@ class DialStore(ABC):
 
 @dataclass(frozen=True)
 class CallRequest:
-    """What the launcher needs to place one outbound call."""
+    """What the launcher needs to place one outbound call (``campaign_id`` None: a single API call)."""
 
     attempt_id: UUID
     tenant_id: UUID
-    campaign_id: UUID
+    campaign_id: UUID | None
     trunk_id: UUID
     from_number: str
     to_number: str
@@ -199,6 +202,7 @@ class CallEnded:
     answered_at: datetime | None = None
     transferred: bool = False
     worker: str | None = None
+    lost: bool = False  # the SIP stack lost the call (its worker died): the outcome is ``unknown``
 
 
 CallEvent = CallRinging | CallAnswered | CallEnded

@@ -42,6 +42,14 @@ TrunkLookup = Callable[[UUID], Awaitable[TrunkConfig | None]]
 WORKER_DIED = "worker died"
 
 
+def call_headers(caller_uri: str, request: CallRequest) -> dict[str, str]:
+    """P-Asserted-Identity = the DID, plus the ids a trunk or voice worker can correlate on."""
+    headers = {"P-Asserted-Identity": f"<{caller_uri}>", "X-Attempt-Id": str(request.attempt_id)}
+    if request.campaign_id is not None:
+        headers["X-Campaign-Id"] = str(request.campaign_id)
+    return headers
+
+
 @dataclass
 class _Outbound:
     attempt_id: UUID
@@ -184,11 +192,7 @@ class SipGateway(CallLauncher):
             trunk=str(trunk.id),
             uri=trunk.request_uri(request.to_number),
             from_uri=caller,
-            headers={
-                "P-Asserted-Identity": f"<{caller}>",
-                "X-Campaign-Id": str(request.campaign_id),
-                "X-Attempt-Id": str(request.attempt_id),
-            },
+            headers=call_headers(caller, request),
             timeout=float(request.timeout_seconds),
             max_duration=limit or self.max_call_seconds,
         )
@@ -275,5 +279,7 @@ class SipGateway(CallLauncher):
             if call is not None:
                 log.warning("attempt %s lost with %s", call.attempt_id, worker.name)
                 self.on_event(
-                    CallEnded(call.attempt_id, now, None, WORKER_DIED, call.answered, worker=worker.name)
+                    CallEnded(
+                        call.attempt_id, now, None, WORKER_DIED, call.answered, worker=worker.name, lost=True
+                    )
                 )

@@ -247,12 +247,14 @@ class CampaignAdmin(SqlBase):
         trunk_id: UUID | None = None,
         agent_id: UUID | None = None,
         created_at: datetime | None = None,
+        call_id: UUID | None = None,
     ) -> UUID:
         """Record a call outside any campaign (API single call, inbound call), status ``dialing``.
 
-        finish_attempt ends it like any attempt; open_attempts does not list it (no campaign).
+        ``call_id`` lets the SIP gateway keep the id it already gave an inbound call. finish_attempt
+        ends it like any attempt; open_attempts does not list it (no campaign).
         """
-        call_id = uuid4()
+        call_id = call_id or uuid4()
         with self._engine.begin() as conn:
             conn.execute(
                 sa.insert(attempts).values(

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from dialer.domain import ProspectState
 from dialer.storage.base import SqlBase, insert_ignoring_duplicates, require_owned, threaded, utcnow
 from dialer.storage.records import ApiKeyRecord, Conflict, NumberRecord, TrunkRecord, TrunkSpec
+from dialer.storage.routing import trunk_from_row
 from dialer.storage.tables import agents, api_keys, dnc_entries, phone_numbers, prospects, tenants, trunks
 
 SECRET_SCOPE = "secret"
@@ -135,19 +136,8 @@ class DirectoryAdmin(SqlBase):
         query = sa.select(trunks).order_by(trunks.c.name)
         if tenant_id is not None:
             query = query.where(trunks.c.tenant_id == tenant_id)
-        names = [f.name for f in fields(TrunkSpec)]
         with self._engine.connect() as conn:
-            return [
-                TrunkRecord(
-                    id=row["id"],
-                    tenant_id=row["tenant_id"],
-                    spec=TrunkSpec(
-                        **{n: row[n] for n in names if n != "allowed_countries"},
-                        allowed_countries=tuple(row["allowed_countries"]),
-                    ),
-                )
-                for row in conn.execute(query).mappings()
-            ]
+            return [trunk_from_row(row) for row in conn.execute(query).mappings()]
 
     @threaded
     def create_agent(

@@ -26,6 +26,7 @@ from dialer.storage.campaigns import CampaignAdmin
 from dialer.storage.directory import DirectoryAdmin
 from dialer.storage.plan import load_plan
 from dialer.storage.records import PROSPECT_COLUMNS, prospect_from_row
+from dialer.storage.routing import RoutingLookups
 from dialer.storage.tables import (
     UtcDateTime,
     attempts,
@@ -66,7 +67,7 @@ def _if_dialing(value: Any, column: sa.Column[Any]) -> sa.ColumnElement[Any]:
     return sa.case((prospects.c.state == DIALING, sa.literal(value, column.type)), else_=column)
 
 
-class SqlStore(DirectoryAdmin, CampaignAdmin, DialStore):
+class SqlStore(DirectoryAdmin, CampaignAdmin, RoutingLookups, DialStore):
     """Persistent truth for dialling in SQLite (embedded default) or PostgreSQL.
 
     ``SqlStore(url)`` makes the engine but connects lazily; call ``migrate()`` once at start-up and
@@ -148,7 +149,7 @@ class SqlStore(DirectoryAdmin, CampaignAdmin, DialStore):
         return True
 
     @threaded
-    def finish_attempt(self, attempt_id: UUID, result: AttemptResult, update: ProspectUpdate) -> bool:
+    def finish_attempt(self, attempt_id: UUID, result: AttemptResult, update: ProspectUpdate | None) -> bool:
         values: dict[str, Any] = {
             "status": "ended",
             "outcome": result.outcome.value,
@@ -181,7 +182,7 @@ class SqlStore(DirectoryAdmin, CampaignAdmin, DialStore):
             ).first()
             if ended is None:
                 return False
-            if ended.prospect_id is not None:
+            if ended.prospect_id is not None and update is not None:
                 _apply_to_prospect(conn, ended.prospect_id, result, update)
         return True
 

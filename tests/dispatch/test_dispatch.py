@@ -16,6 +16,7 @@ from uuid import UUID
 import pytest
 import sqlalchemy as sa
 
+from dialer.allocation import did_resource
 from dialer.coordination import MemoryCoordinator, RedisCoordinator
 from dialer.dispatch import Dispatcher
 from dialer.domain import CampaignStatus, ProspectState
@@ -157,8 +158,10 @@ async def test_caps_are_never_exceeded_across_refills(make_world) -> None:  # ty
     assert max(launcher.peak_per_from.values()) == 1
     assert len(launcher.placed) == 12
     assert len({r.to_number for r in launcher.placed}) == 12, "each prospect dialled exactly once"
-    for did in DIDS:
-        assert await world.coordinator.in_use(f"did:{did}") == 0
+    plan = await world.store.campaign_plan(world.campaign)
+    assert plan is not None and len(plan.dids) == 3
+    for did in plan.dids:
+        assert await world.coordinator.in_use(did_resource(did.id)) == 0, "every lease given back"
 
 
 async def test_campaign_cap_binds_before_did_caps(make_world) -> None:  # type: ignore[no-untyped-def]

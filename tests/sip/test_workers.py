@@ -11,7 +11,8 @@ from uuid import UUID
 
 import pytest
 
-from dialer.outcome import Outcome, classify
+from dialer.dispatch import end_outcome
+from dialer.outcome import Outcome
 from dialer.ports import CallAnswered, CallEnded, LauncherFull
 from sip import supervisor
 from sip.launcher import SipGateway
@@ -64,7 +65,7 @@ async def test_killed_worker_reports_its_calls_and_comes_back(gateway: GatewayFa
     assert len(lost) == 2  # the two calls routed to sip-1
     assert all((e.sip_code, e.reason, e.worker) == (None, "worker died", "sip-1") for e in lost)
     assert all(e.confirmed for e in lost)  # they had been answered before the worker died
-    assert all(classify(e.sip_code, False) is Outcome.FAILED for e in lost)  # no SIP result
+    assert all(e.lost and end_outcome(e) is Outcome.UNKNOWN for e in lost)  # reconciled, never "failed"
     survivors = {r.attempt_id for r in requests} - {e.attempt_id for e in lost}
     assert gw.gateway.live_attempts() == survivors
 

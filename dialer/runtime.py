@@ -1,0 +1,212 @@
+"""The running dialer: SIP gateway, dispatcher, single calls, inbound records and scheduler over one store.
+
+``dialer serve`` builds one Runtime and hands it to the API (it implements ``api.runtime.ApiRuntime``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from uuid import UUID
+
+from config.settings import Settings
+from dialer.dispatch import Dispatcher
+from dialer.domain import AttemptResult
+from dialer.outcome import Outcome, classify
+from dialer.ports import CallEvent, Coordinator
+from dialer.regions import RuleBook
+from dialer.single_calls import CallNotPlaced, SingleCalls
+from dialer.storage import SqlStore, TrunkRecord
+from scheduler.jobs import CampaignScheduler
+from sip.events import InboundEnded, InboundEvent, InboundOffered, InboundRoute
+from sip.launcher import SipGateway
+from sip.trunks import Transport, TrunkConfig
+
+log = logging.getLogger(__name__)
+
+
+def trunk_config(record: TrunkRecord) -> TrunkConfig:
+    """What the SIP layer needs of a stored trunk."""
+    spec = record.spec
+    return TrunkConfig(
+        id=record.id,
+        host=spec.host,
+        port=spec.port,
+        transport=Transport(spec.transport),
+        username=spec.username,
+        password=spec.password,
+        register=spec.register,
+        outbound_proxy=spec.outbound_proxy,
+        allowed_countries=frozenset(spec.allowed_countries),
+    )
+
+
+class Runtime:
+    """Owns the long-running parts of one dialer process and starts/stops them in order."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: SqlStore,
+        coordinator: Coordinator,
+        rules: RuleBook,
+        *,
+        node_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.coordinator = coordinator
+        self.node_id = node_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.gateway = SipGateway(
+            self._trunk,
+            self._inbound_route,
+            self._on_inbound,
+            host=settings.sip_host,
+            port=settings.sip_port,
+            workers=settings.sip_workers,
+            rtp_port=settings.sip_rtp_port,
+            rtp_ports_per_worker=settings.sip_rtp_ports_per_worker,
+            max_call_seconds=settings.max_call_seconds,
+        )
+        self.dispatcher = Dispatcher(
+            store,
+            coordinator,
+            self.gateway,
+            rules,
+            node_id=self.node_id,
+            lease_ttl=settings.lease_ttl_seconds,
+            tick=settings.dispatch_tick_seconds,
+        )
+        self.single_calls = SingleCalls(
+            store, coordinator, self.gateway, lease_ttl=settings.lease_ttl_seconds
+        )
+        self.scheduler = CampaignScheduler(store, coordinator, self.node_id, on_started=self.dispatcher.wake)
+        # The dispatcher took the launcher's event callback; single calls' events go to their owner.
+        self._to_dispatcher = self.gateway.on_event
+        self.gateway.on_event = self._route_event
+        self._dispatching: asyncio.Task[None] | None = None
+        self._settling: set[asyncio.Task[None]] = set()
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start SIP workers (learning their capacity), register trunks, then dispatch and schedule."""
+        await self.gateway.start()
+        for record in await self.store.list_trunks():
+            if record.spec.register:
+                await self.gateway.add_trunk(trunk_config(record))
+        log.info(
+            "SIP gateway up: %d workers, capacity %d calls",
+            len(self.gateway.workers()),
+            self.gateway.capacity(),
+        )
+        self.single_calls.start()
+        self._dispatching = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        """Stop dialling, hang up every call and record how each ended, stop the workers."""
+        await self.scheduler.stop()
+        self.dispatcher.stop()
+        if self._dispatching is not None:
+            await self._dispatching
+        await self.gateway.stop()  # reports every live call ended...
+        await self.dispatcher.settle_pending()  # ...and those reports are written before we return
+        await asyncio.gather(*self._settling, return_exceptions=True)
+        await self.single_calls.stop()
+
+    # ---- what the API asks (api.runtime.ApiRuntime) ------------------------------------------------
+
+    def campaigns_changed(self) -> None:
+        self.dispatcher.wake()
+
+    async def place_call(self, tenant_id: UUID, call_id: UUID) -> None:
+        from api.runtime import CallRejected
+
+        try:
+            await self.single_calls.place(call_id)
+        except CallNotPlaced as exc:
+            raise CallRejected(exc.reason) from None
+
+    async def hangup_call(self, tenant_id: UUID, call_id: UUID) -> None:
+        await self.gateway.hangup(call_id)
+
+    async def transfer_call(self, tenant_id: UUID, call_id: UUID, to_number: str, mode: str) -> None:
+        from api.runtime import CallRejected
+
+        raise CallRejected("call transfer needs the voice-worker bridge, which this gateway does not run yet")
+
+    async def health(self) -> dict[str, dict[str, object]]:
+        workers = self.gateway.workers()
+        components: dict[str, dict[str, object]] = {
+            "sip_workers": {
+                "healthy": bool(workers) and all(pid is not None for pid in workers.values()),
+                "latency_ms": 0.0,
+                "workers": len(workers),
+                "up": sum(1 for pid in workers.values() if pid is not None),
+                "capacity": self.gateway.capacity(),
+                "active_calls": len(self.gateway.live_attempts()),
+            }
+        }
+        if self.settings.redis_url is not None:
+            started = time.perf_counter()
+            try:
+                await self.coordinator.in_use("health")
+                healthy = True
+            except Exception:
+                healthy = False
+            components["redis"] = {
+                "healthy": healthy,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+        return components
+
+    # ---- gateway callbacks -------------------------------------------------------------------------
+
+    def _route_event(self, event: CallEvent) -> None:
+        if self.single_calls.owns(event.attempt_id):
+            task = asyncio.get_running_loop().create_task(self.single_calls.handle(event))
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
+        else:
+            self._to_dispatcher(event)
+
+    async def _trunk(self, trunk_id: UUID) -> TrunkConfig | None:
+        record = await self.store.get_trunk(trunk_id)
+        return trunk_config(record) if record is not None else None
+
+    async def _inbound_route(self, number: str) -> InboundRoute | None:
+        route = await self.store.inbound_route(number)
+        if route is None:
+            return None
+        return InboundRoute(agent_id=route.agent_id, tenant_id=route.tenant_id, number_id=route.number_id)
+
+    async def _on_inbound(self, event: InboundEvent) -> None:
+        """Record inbound calls: a row when offered, its end when it ends (refused calls: none)."""
+        if isinstance(event, InboundOffered):
+            await self.store.create_call(
+                event.route.tenant_id,
+                from_number=event.caller or "",
+                to_number=event.called,
+                direction="inbound",
+                from_did_id=event.route.number_id,
+                agent_id=event.route.agent_id,
+                created_at=event.at,
+                call_id=event.call_id,
+            )
+        elif isinstance(event, InboundEnded) and event.route is not None:
+            outcome = Outcome.UNKNOWN if event.sip_code is None else classify(event.sip_code, event.confirmed)
+            result = AttemptResult(
+                outcome=outcome,
+                ended_at=event.at,
+                sip_code=event.sip_code,
+                reason=event.reason,
+                q850_cause=event.q850_cause,
+                invited_at=event.offered_at,
+                answered_at=event.answered_at,
+                sip_worker=event.worker,
+            )
+            await self.store.finish_attempt(event.call_id, result, None)

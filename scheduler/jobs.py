@@ -1,0 +1,101 @@
+"""APScheduler jobs: scheduled campaign starts, run only by the scheduler that holds the leadership lease.
+
+Several scheduler processes may run (one per node); the coordination store's leadership lease makes
+exactly one of them act at a time, and a standby takes over within ``lead_ttl`` when the leader dies.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from dialer.domain import CampaignStatus
+from dialer.ports import Coordinator
+from dialer.storage import SqlStore
+
+log = logging.getLogger(__name__)
+
+LEADERSHIP = "scheduler"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CampaignScheduler:
+    """Starts campaigns whose ``scheduled_start_time`` has come, then wakes the dispatcher."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        coordinator: Coordinator,
+        node_id: str,
+        *,
+        on_started: Callable[[], None] = lambda: None,
+        interval: float = 5.0,
+        lead_ttl: float = 15.0,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.store = store
+        self.coordinator = coordinator
+        self.node_id = node_id
+        self.on_started = on_started
+        self.interval = interval
+        self.lead_ttl = lead_ttl
+        self.clock = clock
+        self.leading = False
+        self._scheduler: AsyncIOScheduler | None = None
+
+    def start(self) -> None:
+        """Add the jobs and start APScheduler on the running event loop."""
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=self.interval,
+            id="campaign-starts",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=self.clock(),
+        )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    async def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        if self.leading:
+            await self.coordinator.resign(LEADERSHIP, self.node_id)
+            self.leading = False
+
+    async def tick(self) -> int:
+        """One pass: renew or take leadership; when leading, start the campaigns that are due."""
+        try:
+            leading = await self.coordinator.lead(LEADERSHIP, self.node_id, self.lead_ttl)
+        except Exception:
+            log.exception("leadership check failed; not acting this tick")
+            return 0
+        if leading != self.leading:
+            log.info("scheduler %s leadership", "took" if leading else "lost")
+            self.leading = leading
+        if not leading:
+            return 0
+        return await start_due_campaigns(self.store, self.clock(), self.on_started)
+
+
+async def start_due_campaigns(store: SqlStore, now: datetime, on_started: Callable[[], None]) -> int:
+    """Move every ``scheduled`` campaign whose start time has come to ``active``; returns how many."""
+    started = 0
+    for campaign_id in await store.scheduled_campaigns_due(now):
+        if await store.set_campaign_status(
+            campaign_id, CampaignStatus.ACTIVE, expect=[CampaignStatus.SCHEDULED]
+        ):
+            log.info("campaign %s started on schedule", campaign_id)
+            started += 1
+    if started:
+        on_started()
+    return started

@@ -1,0 +1,208 @@
+"""The whole runtime of `dialer serve` (store, dispatcher, SIP workers, scheduler) against SIPp peers.
+
+Storage is a real SQLite file, coordination is in-process, the calls are real SIP on loopback. The
+numbers are London ones: the UK has no legal calling-hours rule, so the window is open whenever CI runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import time
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+import sqlalchemy as sa
+
+from config.settings import Settings
+from dialer.coordination import MemoryCoordinator
+from dialer.domain import CampaignStatus
+from dialer.regions import load_rules
+from dialer.runtime import Runtime
+from dialer.single_calls import CallNotPlaced
+from dialer.storage import AttemptRecord, CampaignSpec, SqlStore, TrunkSpec
+from dialer.storage.records import attempt_from_row
+from dialer.storage.tables import attempts, campaigns
+from tests.sip.peers import free_port, until
+
+pytestmark = pytest.mark.timeout(60)
+
+DIDS = ("+442079460100", "+442079460101")
+ALL_DAY = {"call_hours_start": time(0), "call_hours_end": time(0)}
+EVERY_DAY = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+@dataclass
+class Stack:
+    store: SqlStore
+    runtime: Runtime
+    tenant: UUID
+    agent: UUID
+    sip_port: int
+
+    async def trunk(self, port: int, **spec: object) -> UUID:
+        return await self.store.create_trunk(
+            self.tenant,
+            TrunkSpec(name=f"t{port}", host="127.0.0.1", port=port, max_cps=100, **spec),  # type: ignore[arg-type]
+        )
+
+    def calls(self) -> list[AttemptRecord]:
+        """Every call row, oldest first (read synchronously so ``until`` can poll it)."""
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(sa.select(attempts).order_by(attempts.c.created_at)).mappings()
+            return [attempt_from_row(row) for row in rows]
+
+    def campaign_status(self, campaign_id: UUID) -> str | None:
+        with self.store.engine.connect() as conn:
+            status: str | None = conn.scalar(
+                sa.select(campaigns.c.status).where(campaigns.c.id == campaign_id)
+            )
+        return status
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    store = SqlStore(f"sqlite:///{tmp_path / 'dialer.db'}")
+    store.migrate()
+    port = free_port()
+    settings = Settings(
+        sip_port=port,
+        sip_rtp_port=free_port(40),
+        sip_rtp_ports_per_worker=40,
+        dispatch_tick_seconds=0.2,
+    )
+    runtime = Runtime(settings, store, MemoryCoordinator(), load_rules(), node_id="test-node")
+    tenant = await store.create_tenant("Acme Clinic", default_region="GB")
+    agent = await store.create_agent(tenant, "Receptionist", "ws://127.0.0.1:9/stream")
+    await runtime.start()
+    try:
+        yield Stack(store, runtime, tenant, agent, port)
+    finally:
+        await runtime.stop()
+        store.dispose()
+
+
+def peak_overlap(calls: list[AttemptRecord]) -> int:
+    """Most calls up at one instant, from their INVITE to their end."""
+    edges = sorted([(c.invited_at or c.created_at, 1) for c in calls] + [(c.ended_at, -1) for c in calls])
+    peak = current = 0
+    for _, step in edges:
+        current += step
+        peak = max(peak, current)
+    return peak
+
+
+async def test_campaign_runs_to_completion_under_its_caps(stack: Stack, sipp) -> None:
+    peer = sipp("answer_bye", calls=6)
+    trunk = await stack.trunk(peer.port)
+    dids = [
+        await stack.store.import_number(stack.tenant, n, trunk, country="GB", max_concurrent_calls=1)
+        for n in DIDS
+    ]
+    campaign = await stack.store.create_campaign(
+        stack.tenant,
+        CampaignSpec(
+            name="Spring",
+            agent_id=stack.agent,
+            timezone="Europe/London",
+            call_days=EVERY_DAY,
+            max_concurrent_calls=5,
+            **ALL_DAY,  # type: ignore[arg-type]
+        ),
+        status=CampaignStatus.ACTIVE,
+    )
+    await stack.store.allocate_dids(campaign, dids)
+    await stack.store.add_prospects(campaign, [(f"P{i}", f"+44207946020{i}", {}) for i in range(6)])
+    stack.runtime.campaigns_changed()
+
+    await until(lambda: stack.campaign_status(campaign) == "completed", 30)
+    calls = stack.calls()
+    assert len(calls) == 6
+    assert {(c.outcome, c.sip_code, c.q850_cause, c.direction) for c in calls} == {
+        ("answered", 200, 16, "outbound")
+    }
+    assert len({c.to_number for c in calls}) == 6, "each prospect dialled once"
+    for did in dids:
+        assert peak_overlap([c for c in calls if c.from_did_id == did]) == 1, "DID cap of one held"
+    assert peak_overlap(calls) <= 2
+    assert all(c.sip_worker == "sip-0" for c in calls)
+    assert await peer.finished() == 0
+
+
+async def test_inbound_call_on_an_imported_number_is_recorded(stack: Stack, sipp) -> None:
+    trunk = await stack.trunk(5060)
+    number = await stack.store.import_number(
+        stack.tenant, "+442079460150", trunk, country="GB", agent_id=stack.agent
+    )
+    caller = sipp("uac_answer", service="442079460150", target=f"127.0.0.1:{stack.sip_port}")
+    assert await caller.finished() == 0
+    call = await until(lambda: next((c for c in stack.calls() if c.ended_at is not None), None), 10)
+    assert (call.direction, call.from_did_id, call.agent_id, call.tenant_id) == (
+        "inbound",
+        number,
+        stack.agent,
+        stack.tenant,
+    )
+    assert (call.outcome, call.sip_code) == ("answered", 200)
+    assert call.answered_at is not None and call.duration_seconds is not None
+    assert 0.4 < call.duration_seconds < 2
+
+
+async def test_single_call_holds_the_did_cap(stack: Stack, sipp) -> None:
+    peer = sipp("answer", calls=1)
+    trunk = await stack.trunk(peer.port)
+    did = await stack.store.import_number(stack.tenant, DIDS[0], trunk, country="GB", max_concurrent_calls=1)
+
+    async def new_call() -> UUID:
+        return await stack.store.create_call(
+            stack.tenant, DIDS[0], "+442079460300", from_did_id=did, trunk_id=trunk, agent_id=stack.agent
+        )
+
+    first = await new_call()
+    await stack.runtime.single_calls.place(first)
+    await until(lambda: stack.runtime.gateway.live_attempts() == {first}, 5)
+    second = await new_call()
+    with pytest.raises(CallNotPlaced, match="cap"):
+        await stack.runtime.single_calls.place(second)
+    refused = await stack.store.get_attempt(second)
+    assert refused is not None and (refused.outcome, refused.status) == ("capacity", "ended")
+
+    await stack.runtime.hangup_call(stack.tenant, first)
+    ended = await until(lambda: next((c for c in stack.calls() if c.id == first and c.ended_at), None), 10)
+    assert (ended.outcome, ended.campaign_id, ended.direction) == ("answered", None, "outbound")
+
+
+async def test_stop_settles_every_live_call(tmp_path: Path, sipp) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'stop.db'}")
+    store.migrate()
+    settings = Settings(sip_port=free_port(), sip_rtp_port=free_port(40), sip_rtp_ports_per_worker=40)
+    runtime = Runtime(settings, store, MemoryCoordinator(), load_rules())
+    await runtime.start()
+    try:
+        peer = sipp("answer", calls=2)
+        tenant = await store.create_tenant("Acme", default_region="GB")
+        trunk = await store.create_trunk(
+            tenant, TrunkSpec(name="t", host="127.0.0.1", port=peer.port, max_cps=50)
+        )
+        did = await store.import_number(tenant, DIDS[0], trunk, country="GB", max_concurrent_calls=5)
+        campaign = await store.create_campaign(
+            tenant,
+            CampaignSpec(name="S", timezone="Europe/London", call_days=EVERY_DAY, **ALL_DAY),  # type: ignore[arg-type]
+            status=CampaignStatus.ACTIVE,
+        )
+        await store.allocate_dids(campaign, [did])
+        await store.add_prospects(campaign, [("A", "+442079460201", {}), ("B", "+442079460202", {})])
+        runtime.campaigns_changed()
+        await until(
+            lambda: runtime.dispatcher.live_count() == 2 and len(runtime.gateway.live_attempts()) == 2, 10
+        )
+    finally:
+        await runtime.stop()
+    try:
+        assert await store.open_attempts() == [], "no attempt left 'dialing' after a clean stop"
+        counts = await store.campaign_counts(campaign)
+        assert counts["dialing"] == 0
+        assert counts["pending"] + counts["completed"] == 2
+    finally:
+        store.dispose()
