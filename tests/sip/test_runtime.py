@@ -6,6 +6,9 @@ numbers are London ones: the UK has no legal calling-hours rule, so the window i
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import time
@@ -16,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from config.settings import Settings
+from dialer.allocation import campaign_resource, did_resource
 from dialer.coordination import MemoryCoordinator
 from dialer.domain import CampaignStatus
 from dialer.regions import load_rules
@@ -206,3 +210,37 @@ async def test_stop_settles_every_live_call(tmp_path: Path, sipp) -> None:
         assert counts["pending"] + counts["completed"] == 2
     finally:
         store.dispose()
+
+
+async def test_killed_worker_calls_settle_unknown_and_free_their_caps(stack: Stack, sipp) -> None:
+    peer = sipp("answer", calls=2)
+    trunk = await stack.trunk(peer.port)
+    did = await stack.store.import_number(stack.tenant, DIDS[0], trunk, country="GB", max_concurrent_calls=2)
+    campaign = await stack.store.create_campaign(
+        stack.tenant,
+        CampaignSpec(name="S", timezone="Europe/London", call_days=EVERY_DAY, **ALL_DAY),  # type: ignore[arg-type]
+        status=CampaignStatus.ACTIVE,
+    )
+    await stack.store.allocate_dids(campaign, [did])
+    await stack.store.add_prospects(campaign, [("A", "+442079460201", {}), ("B", "+442079460202", {})])
+    stack.runtime.campaigns_changed()
+    gateway = stack.runtime.gateway
+    await until(lambda: len(gateway.live_attempts()) == 2, 10)
+    await asyncio.sleep(0.3)  # SIPp answers at once: kill the worker with both calls up
+    pid = gateway.workers()["sip-0"]
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+
+    calls = await until(lambda: [c for c in stack.calls() if c.ended_at] if len(
+        [c for c in stack.calls() if c.ended_at]) == 2 else None, 10)  # fmt: skip
+    assert {(c.outcome, c.reason) for c in calls} == {("unknown", "worker died")}
+    assert await stack.runtime.coordinator.in_use(did_resource(did)) == 0, (
+        "the dead calls' DID slots are free"
+    )
+    assert await stack.runtime.coordinator.in_use(campaign_resource(campaign)) == 0
+    restarted = await until(lambda: (p := gateway.workers()["sip-0"]) and p != pid and p, 15)
+    assert restarted != pid
+    # Nothing is redialled at once: the retry waits for the failed-call delay of the campaign policy.
+    counts = await stack.store.campaign_counts(campaign)
+    assert (counts["pending"], counts["dialing"]) == (2, 0)
+    assert len(stack.calls()) == 2
