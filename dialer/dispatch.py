@@ -31,6 +31,7 @@ from dialer.ports import (
     CallRinging,
     Coordinator,
     DialStore,
+    DispatchObserver,
     LauncherFull,
     LaunchRefused,
     Lease,
@@ -100,6 +101,7 @@ class Dispatcher:
         node_id: str | None = None,
         lease_ttl: float = 30.0,
         tick: float = 1.0,
+        observer: DispatchObserver | None = None,
     ) -> None:
         self.store = store
         self.coordinator = coordinator
@@ -110,6 +112,7 @@ class Dispatcher:
         self.lease_ttl = lease_ttl
         self.tick = tick
         self.stats = DispatchStats()
+        self.observer = observer or DispatchObserver()
         self._live: dict[UUID, LiveCall] = {}
         self._events: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._wake = asyncio.Event()
@@ -243,6 +246,7 @@ class Dispatcher:
         if not decision.open:
             reason = decision.reason or BlockReason.NEVER_OPENS
             self.stats.deferred[reason.value] = self.stats.deferred.get(reason.value, 0) + 1
+            self.observer.deferred(plan.id, reason.value)
             hold = decision.next_open is None
             await self.store.defer_prospect(prospect.id, decision.next_open, reason.value, hold=hold)
             return "skipped"
@@ -299,6 +303,8 @@ class Dispatcher:
             await self._settle(attempt.id, None, "launcher error", Outcome.FAILED)
             return "skipped"
         self.stats.placed += 1
+        due = prospect.next_attempt_at or now
+        self.observer.placed(request, (self.clock() - due).total_seconds())
         return "placed"
 
     async def _lease_caller_id(
@@ -399,6 +405,7 @@ class Dispatcher:
                 renewed = await self.coordinator.renew(call.lease, self.lease_ttl)
                 if renewed is None:
                     self.stats.lease_lost += 1
+                    self.observer.lease_lost(call.plan.id)
                     log.error("lease lost for attempt %s: hanging up to keep caps", call.attempt_id)
                     await self.launcher.hangup(call.attempt_id)
                 else:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from dialer.domain import AttemptResult, CampaignPlan, CampaignStatus, NewAttempt, Prospect, ProspectUpdate
@@ -168,6 +169,11 @@ class CallRequest:
     timeout_seconds: int
     lease_token: int
     agent_id: UUID | None = None
+    # What a voice worker is told about the call (its ``start`` customParameters); all optional.
+    prospect_id: UUID | None = None
+    prospect_name: str | None = None
+    attempt_number: int | None = None
+    custom: Mapping[str, Any] | None = None  # the prospect's custom data
 
 
 @dataclass(frozen=True)
@@ -233,6 +239,19 @@ class CallLauncher(ABC):
     @abstractmethod
     def live_attempts(self) -> set[UUID]:
         """Attempts with a call still up (used to reconcile after a crash)."""
+
+
+class DispatchObserver:
+    """Hears what the dispatch loop decides (metrics, the demo's table); each method is a no-op here."""
+
+    def deferred(self, campaign_id: UUID, reason: str) -> None:
+        """A due prospect was not dialled: the calling window is closed for ``reason``."""
+
+    def placed(self, request: CallRequest, lag_seconds: float) -> None:
+        """A call was handed to the launcher ``lag_seconds`` after the prospect became due."""
+
+    def lease_lost(self, campaign_id: UUID) -> None:
+        """A live call lost its cap lease and is being hung up."""
 
 
 class LauncherFull(Exception):

@@ -13,8 +13,10 @@ import time
 from uuid import UUID
 
 from config.settings import Settings
+from dialer.allocation import campaign_resource, did_resource, trunk_resource
 from dialer.dispatch import Dispatcher
 from dialer.domain import AttemptResult
+from dialer.metrics import MeteredLauncher, Metrics, MetricsObserver, SipWorkerCollector
 from dialer.outcome import Outcome, classify
 from dialer.ports import CallEvent, Coordinator
 from dialer.regions import RuleBook
@@ -55,11 +57,13 @@ class Runtime:
         rules: RuleBook,
         *,
         node_id: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.coordinator = coordinator
         self.node_id = node_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.metrics = metrics or Metrics()
         self.gateway = SipGateway(
             self._trunk,
             self._inbound_route,
@@ -71,24 +75,28 @@ class Runtime:
             rtp_ports_per_worker=settings.sip_rtp_ports_per_worker,
             max_call_seconds=settings.max_call_seconds,
         )
+        self.metrics.registry.register(SipWorkerCollector(self.gateway.workers, self.gateway.capacity))
+        self.launcher = MeteredLauncher(self.gateway, self.metrics)
         self.dispatcher = Dispatcher(
             store,
             coordinator,
-            self.gateway,
+            self.launcher,
             rules,
             node_id=self.node_id,
             lease_ttl=settings.lease_ttl_seconds,
             tick=settings.dispatch_tick_seconds,
+            observer=MetricsObserver(self.metrics),
         )
         self.single_calls = SingleCalls(
-            store, coordinator, self.gateway, lease_ttl=settings.lease_ttl_seconds
+            store, coordinator, self.launcher, lease_ttl=settings.lease_ttl_seconds
         )
         self.scheduler = CampaignScheduler(store, coordinator, self.node_id, on_started=self.dispatcher.wake)
         # The dispatcher took the launcher's event callback; single calls' events go to their owner.
-        self._to_dispatcher = self.gateway.on_event
-        self.gateway.on_event = self._route_event
+        self._to_dispatcher = self.launcher.on_event
+        self.launcher.on_event = self._route_event
         self._dispatching: asyncio.Task[None] | None = None
         self._settling: set[asyncio.Task[None]] = set()
+        self._refreshing: asyncio.Task[None] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -105,11 +113,15 @@ class Runtime:
         )
         self.single_calls.start()
         self._dispatching = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
+        self._refreshing = asyncio.create_task(self._refresh_metrics_forever(), name="metrics-refresh")
         self.scheduler.start()
 
     async def stop(self) -> None:
         """Stop dialling, hang up every call and record how each ended, stop the workers."""
         await self.scheduler.stop()
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+            await asyncio.gather(self._refreshing, return_exceptions=True)
         self.dispatcher.stop()
         if self._dispatching is not None:
             await self._dispatching
@@ -182,11 +194,12 @@ class Runtime:
         route = await self.store.inbound_route(number)
         if route is None:
             return None
-        return InboundRoute(agent_id=route.agent_id, tenant_id=route.tenant_id, number_id=route.number_id)
+        return InboundRoute(route.agent_id, route.tenant_id, route.number_id, route.trunk_id)
 
     async def _on_inbound(self, event: InboundEvent) -> None:
         """Record inbound calls: a row when offered, its end when it ends (refused calls: none)."""
         if isinstance(event, InboundOffered):
+            self.metrics.inbound_started(str(event.route.trunk_id))
             await self.store.create_call(
                 event.route.tenant_id,
                 from_number=event.caller or "",
@@ -209,4 +222,32 @@ class Runtime:
                 answered_at=event.answered_at,
                 sip_worker=event.worker,
             )
+            talk = (event.at - event.answered_at).total_seconds() if event.answered_at else None
+            self.metrics.inbound_ended(str(event.route.trunk_id), outcome, talk)
             await self.store.finish_attempt(event.call_id, result, None)
+
+    # ---- metrics snapshots -------------------------------------------------------------------------
+
+    async def refresh_metrics(self) -> None:
+        """Slots in use vs cap for every DID, trunk and campaign being dialled; prospects by state."""
+        seen: set[str] = set()
+        for campaign_id in await self.store.active_campaign_ids():
+            plan = await self.store.campaign_plan(campaign_id)
+            if plan is None:
+                continue
+            slots = [("campaign", plan.id, campaign_resource(plan.id), plan.max_concurrent_calls)]
+            slots += [("did", d.id, did_resource(d.id), d.max_concurrent_calls) for d in plan.dids]
+            slots += [("trunk", t.id, trunk_resource(t.id), t.max_concurrent_calls) for t in plan.trunks]
+            for kind, ident, resource, cap in slots:
+                if resource not in seen:
+                    seen.add(resource)
+                    self.metrics.set_slots(kind, ident, await self.coordinator.in_use(resource), cap)
+            self.metrics.set_prospects(plan.id, await self.store.campaign_counts(plan.id))
+
+    async def _refresh_metrics_forever(self, every: float = 5.0) -> None:
+        while True:
+            try:
+                await self.refresh_metrics()
+            except Exception:
+                log.exception("metrics refresh failed")
+            await asyncio.sleep(every)

@@ -14,6 +14,7 @@ class InboundRoute:
     agent_id: UUID
     tenant_id: UUID
     number_id: UUID
+    trunk_id: UUID | None = None  # the trunk that owns the number (for metrics)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from uuid import UUID
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client import generate_latest
 
 from config.settings import Settings
 from dialer.allocation import campaign_resource, did_resource
@@ -133,6 +134,22 @@ async def test_campaign_runs_to_completion_under_its_caps(stack: Stack, sipp) ->
     assert all(c.sip_worker == "sip-0" for c in calls)
     assert await peer.finished() == 0
 
+    metrics = stack.runtime.metrics
+    await stack.runtime.refresh_metrics()
+    value = metrics.registry.get_sample_value
+    labels = {"campaign": str(campaign), "trunk": str(trunk)}
+    assert value("dialer_call_attempts_total", labels | {"outcome": "answered"}) == 6
+    assert value("dialer_calls_seized_total", {"trunk": str(trunk)}) == 6
+    assert value("dialer_calls_answered_total", {"trunk": str(trunk)}) == 6
+    assert value("dialer_calls_active", {"trunk": str(trunk), "direction": "outbound"}) == 0
+    assert value("dialer_post_dial_delay_seconds_count", {"trunk": str(trunk)}) == 6
+    assert value("dialer_call_duration_seconds_count", {"direction": "outbound"}) == 6
+    assert value("dialer_dispatch_lag_seconds_count") == 6
+    assert value("dialer_sip_capacity_calls") == stack.runtime.gateway.capacity() > 0
+    assert value("dialer_sip_workers", {"state": "up"}) == 1
+    exposition = generate_latest(metrics.registry).decode()
+    assert not any(number.lstrip("+") in exposition for number in [*DIDS, *(c.to_number for c in calls)])
+
 
 async def test_inbound_call_on_an_imported_number_is_recorded(stack: Stack, sipp) -> None:
     trunk = await stack.trunk(5060)
@@ -151,6 +168,9 @@ async def test_inbound_call_on_an_imported_number_is_recorded(stack: Stack, sipp
     assert (call.outcome, call.sip_code) == ("answered", 200)
     assert call.answered_at is not None and call.duration_seconds is not None
     assert 0.4 < call.duration_seconds < 2
+    value = stack.runtime.metrics.registry.get_sample_value
+    assert value("dialer_inbound_calls_total", {"outcome": "answered"}) == 1
+    assert value("dialer_calls_active", {"trunk": str(trunk), "direction": "inbound"}) == 0
 
 
 async def test_single_call_holds_the_did_cap(stack: Stack, sipp) -> None:
@@ -227,6 +247,11 @@ async def test_killed_worker_calls_settle_unknown_and_free_their_caps(stack: Sta
     gateway = stack.runtime.gateway
     await until(lambda: len(gateway.live_attempts()) == 2, 10)
     await asyncio.sleep(0.3)  # SIPp answers at once: kill the worker with both calls up
+    await stack.runtime.refresh_metrics()
+    value = stack.runtime.metrics.registry.get_sample_value
+    slot = {"kind": "did", "id": str(did)}
+    assert (value("dialer_slots_in_use", slot), value("dialer_slots_capacity", slot)) == (2, 2)
+    assert value("dialer_prospects", {"campaign": str(campaign), "state": "dialing"}) == 2
     pid = gateway.workers()["sip-0"]
     assert pid is not None
     os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,238 @@
+"""Prometheus metrics: every series the dialer exports, defined and updated here and nowhere else.
+
+Phone numbers are personal data: no label ever holds one. Campaigns, trunks and DIDs are labelled by
+their ids. Every outbound call passes through ``MeteredLauncher``, so campaign calls and single API
+calls are counted alike; the dispatch loop reports window blocks and lag through ``DispatchObserver``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from dialer.dispatch import end_outcome
+from dialer.outcome import Outcome
+from dialer.ports import (
+    CallAnswered,
+    CallEnded,
+    CallEvent,
+    CallLauncher,
+    CallRequest,
+    CallRinging,
+    DispatchObserver,
+)
+
+NO_CAMPAIGN = "none"  # label value of calls placed one at a time through the API
+# Outcomes where the network reached the callee's terminal: the numerator of NER.
+_NETWORK_EFFECTIVE = {
+    Outcome.ANSWERED,
+    Outcome.BUSY,
+    Outcome.NO_ANSWER,
+    Outcome.REJECTED,
+    Outcome.TRANSFERRED,
+    Outcome.VOICEMAIL,
+}
+_PDD_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30)
+_DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 3600)
+
+
+class Metrics:
+    """The dialer's series in one registry (a fresh one per process or test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.attempts = Counter(
+            "dialer_call_attempts",
+            "Ended outbound calls by outcome",
+            ["campaign", "trunk", "outcome"],
+            registry=r,
+        )
+        self.seized = Counter(
+            "dialer_calls_seized", "Outbound INVITEs sent (ASR/NER denominator)", ["trunk"], registry=r
+        )
+        self.answered = Counter(
+            "dialer_calls_answered", "Outbound calls answered (ASR numerator)", ["trunk"], registry=r
+        )
+        self.network_effective = Counter(
+            "dialer_calls_network_effective",
+            "Outbound calls that reached the callee: answered, busy, no answer, rejected (NER numerator)",
+            ["trunk"],
+            registry=r,
+        )
+        self.active = Gauge("dialer_calls_active", "Calls up now", ["trunk", "direction"], registry=r)
+        self.pdd = Histogram(
+            "dialer_post_dial_delay_seconds",
+            "INVITE to first 18x",
+            ["trunk"],
+            buckets=_PDD_BUCKETS,
+            registry=r,
+        )
+        self.duration = Histogram(
+            "dialer_call_duration_seconds",
+            "Answer to end of answered calls",
+            ["direction"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.inbound = Counter(
+            "dialer_inbound_calls", "Ended inbound calls by outcome", ["outcome"], registry=r
+        )
+        self.window_blocked = Counter(
+            "dialer_window_blocked", "Dials deferred by the calling window, by reason", ["reason"], registry=r
+        )
+        self.dispatch_lag = Histogram(
+            "dialer_dispatch_lag_seconds",
+            "Due time to dial time of placed attempts",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+            registry=r,
+        )
+        self.leases_lost = Counter(
+            "dialer_leases_lost", "Calls hung up because their cap lease was lost", registry=r
+        )
+        self.slots_in_use = Gauge("dialer_slots_in_use", "Leased call slots", ["kind", "id"], registry=r)
+        self.slots_capacity = Gauge(
+            "dialer_slots_capacity", "Concurrent-call cap", ["kind", "id"], registry=r
+        )
+        self.prospects = Gauge(
+            "dialer_prospects", "Prospects by campaign and state", ["campaign", "state"], registry=r
+        )
+
+    # ---- outbound calls (through MeteredLauncher) ------------------------------------------------
+
+    def call_placed(self, trunk: str) -> None:
+        self.seized.labels(trunk).inc()
+        self.active.labels(trunk, "outbound").inc()
+
+    def call_ringing(self, trunk: str, pdd_seconds: float | None) -> None:
+        if pdd_seconds is not None:
+            self.pdd.labels(trunk).observe(pdd_seconds)
+
+    def call_ended(self, campaign: str, trunk: str, outcome: Outcome, talk_seconds: float | None) -> None:
+        self.active.labels(trunk, "outbound").dec()
+        self.attempts.labels(campaign, trunk, outcome.value).inc()
+        if outcome in (Outcome.ANSWERED, Outcome.TRANSFERRED):
+            self.answered.labels(trunk).inc()
+        if outcome in _NETWORK_EFFECTIVE:
+            self.network_effective.labels(trunk).inc()
+        if talk_seconds is not None:
+            self.duration.labels("outbound").observe(talk_seconds)
+
+    # ---- inbound calls ---------------------------------------------------------------------------
+
+    def inbound_started(self, trunk: str) -> None:
+        self.active.labels(trunk, "inbound").inc()
+
+    def inbound_ended(self, trunk: str, outcome: Outcome, talk_seconds: float | None) -> None:
+        self.active.labels(trunk, "inbound").dec()
+        self.inbound.labels(outcome.value).inc()
+        if talk_seconds is not None:
+            self.duration.labels("inbound").observe(talk_seconds)
+
+    # ---- snapshots refreshed by the runtime --------------------------------------------------------
+
+    def set_slots(self, kind: str, ident: UUID, in_use: int, capacity: int) -> None:
+        self.slots_in_use.labels(kind, str(ident)).set(in_use)
+        self.slots_capacity.labels(kind, str(ident)).set(capacity)
+
+    def set_prospects(self, campaign: UUID, counts: dict[str, int]) -> None:
+        for state, count in counts.items():
+            self.prospects.labels(str(campaign), state).set(count)
+
+
+class MetricsObserver(DispatchObserver):
+    """What the dispatch loop reports, turned into series."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def deferred(self, campaign_id: UUID, reason: str) -> None:
+        self.metrics.window_blocked.labels(reason).inc()
+
+    def placed(self, request: CallRequest, lag_seconds: float) -> None:
+        self.metrics.dispatch_lag.observe(max(0.0, lag_seconds))
+
+    def lease_lost(self, campaign_id: UUID) -> None:
+        self.metrics.leases_lost.inc()
+
+
+@dataclass
+class _Placed:
+    campaign: str
+    trunk: str
+
+
+class MeteredLauncher(CallLauncher):
+    """A CallLauncher that counts what passes through it, then forwards to the real one."""
+
+    def __init__(self, inner: CallLauncher, metrics: Metrics) -> None:
+        super().__init__()
+        self.inner = inner
+        self.metrics = metrics
+        self._calls: dict[UUID, _Placed] = {}
+        inner.on_event = self._seen
+
+    async def place(self, request: CallRequest) -> None:
+        placed = _Placed(str(request.campaign_id or NO_CAMPAIGN), str(request.trunk_id))
+        self._calls[request.attempt_id] = placed  # events may arrive before place() returns
+        try:
+            await self.inner.place(request)
+        except BaseException:
+            self._calls.pop(request.attempt_id, None)
+            raise
+        self.metrics.call_placed(placed.trunk)
+
+    async def hangup(self, attempt_id: UUID) -> None:
+        await self.inner.hangup(attempt_id)
+
+    def capacity(self) -> int:
+        return self.inner.capacity()
+
+    def live_attempts(self) -> set[UUID]:
+        return self.inner.live_attempts()
+
+    def _seen(self, event: CallEvent) -> None:
+        placed = self._calls.get(event.attempt_id)
+        if placed is not None:
+            if isinstance(event, CallRinging):
+                self.metrics.call_ringing(
+                    placed.trunk, event.pdd_ms / 1000 if event.pdd_ms is not None else None
+                )
+            elif isinstance(event, CallEnded):
+                del self._calls[event.attempt_id]
+                talk = _seconds(event.answered_at, event.at)
+                self.metrics.call_ended(placed.campaign, placed.trunk, end_outcome(event), talk)
+            elif isinstance(event, CallAnswered):
+                pass  # counted at the end, with the outcome
+        self.on_event(event)
+
+
+def _seconds(start: datetime | None, end: datetime) -> float | None:
+    return (end - start).total_seconds() if start is not None else None
+
+
+class SipWorkerCollector(Collector):
+    """SIP worker processes up/down and total call capacity, read from the gateway at scrape time."""
+
+    def __init__(self, workers: Callable[[], dict[str, int | None]], capacity: Callable[[], int]) -> None:
+        self._workers = workers
+        self._capacity = capacity
+
+    def collect(self) -> Iterable[Metric]:
+        workers = self._workers()
+        states = GaugeMetricFamily("dialer_sip_workers", "SIP worker processes by state", labels=["state"])
+        up = sum(1 for pid in workers.values() if pid is not None)
+        states.add_metric(["up"], up)
+        states.add_metric(["down"], len(workers) - up)
+        yield states
+        yield GaugeMetricFamily(
+            "dialer_sip_capacity_calls",
+            "Calls the running SIP workers can hold at once",
+            value=self._capacity(),
+        )
