@@ -1,0 +1,67 @@
+"""The shipped Prometheus rules are valid and name only series the dialer exports; the exposition lints."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from prometheus_client import generate_latest
+
+from dialer.metrics import Metrics, SipWorkerCollector
+from dialer.outcome import Outcome
+
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules.yml"
+PROMTOOL = shutil.which("promtool")
+
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None and os.environ.get("DIALER_TEST_REQUIRE_SERVICES") != "1",
+    reason="promtool is not installed (apt-get install prometheus)",
+)
+
+
+def exercised() -> Metrics:
+    """A registry with a sample in every series (labelled series only appear once used)."""
+    metrics = Metrics()
+    trunk, campaign = str(uuid4()), str(uuid4())
+    metrics.call_placed(trunk)
+    metrics.call_ringing(trunk, 0.8)
+    metrics.call_ended(campaign, trunk, Outcome.ANSWERED, 42.0)
+    metrics.inbound_started(trunk)
+    metrics.inbound_ended(trunk, Outcome.ANSWERED, 12.0)
+    metrics.window_blocked.labels("legal_hours").inc()
+    metrics.dispatch_lag.observe(0.2)
+    metrics.leases_lost.inc()
+    metrics.set_slots("trunk", uuid4(), 3, 10)
+    metrics.set_prospects(uuid4(), {"pending": 5, "completed": 2})
+    metrics.registry.register(SipWorkerCollector(lambda: {"sip-0": 123, "sip-1": None}, lambda: 4))
+    return metrics
+
+
+def test_rules_name_only_exported_series() -> None:
+    exposition = generate_latest(exercised().registry).decode()
+    exported = set(re.findall(r"^(dialer_[a-z_]+)", exposition, re.MULTILINE))
+    named = set(re.findall(r"\b(dialer_[a-z_]+)", RULES.read_text()))
+    assert named, "the rules file names dialer series"
+    assert named <= exported, f"rules name series nobody exports: {sorted(named - exported)}"
+
+
+@needs_promtool
+def test_promtool_accepts_the_rules() -> None:
+    assert PROMTOOL is not None, "promtool is required in CI"
+    done = subprocess.run(
+        [PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@needs_promtool
+def test_promtool_lints_the_exposition() -> None:
+    assert PROMTOOL is not None, "promtool is required in CI"
+    text = generate_latest(exercised().registry)
+    done = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, timeout=60)
+    assert done.returncode == 0, (done.stdout + done.stderr).decode()
