@@ -7,10 +7,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import pjsua2 as pj
 
 from dialer.logs import redact
+from sip.media import DYING_SECONDS, CallMedia
 from sip.message import called_user, caller_user, q850_cause
 from sip.protocol import (
     RETRY_AFTER,
@@ -21,11 +23,18 @@ from sip.protocol import (
     Event,
     Failed,
     Full,
+    HangupAsked,
     Offered,
     Placed,
+    PlayFile,
+    RecordTo,
     Reject,
     Ringing,
+    SendDtmf,
+    StreamSpec,
+    TransferAsked,
 )
+from sip.stream import WORKER_HANGUP, StreamHub, StreamRequest
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +67,17 @@ class Call(pj.Call):  # type: ignore[misc]  # pjsua2 has no stubs
         self.max_duration = 0.0
         self.rtp: dict[str, int] = {}
         self.ended_code: int | None = None
+        self.media = CallMedia(key)
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         self.table.on_state(self, prm)
+
+    def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
+        self.media.media_changed(self, self.table.hub)
+
+    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
+        if self.media.session is not None:
+            self.media.session.dtmf(prm.digit)  # never logged: digits can be personal data
 
     def onStreamDestroyed(self, prm: pj.OnStreamDestroyedParam) -> None:
         # The stream is still there: its counters are readable for the last time.
@@ -85,9 +102,10 @@ class CallTable:
     call slots, and deleting an old object after its slot was reused hangs up the new call.
     """
 
-    def __init__(self, emit: Emit, media_sockets: int) -> None:
+    def __init__(self, emit: Emit, media_sockets: int, hub: StreamHub | None = None) -> None:
         self.emit = emit
         self.media_sockets = media_sockets
+        self.hub = hub  # None: answered calls are never bridged to a voice worker
         self.calls: dict[int, Call] = {}
         self.closing = False
         self.probe_user: str | None = None  # inbound calls for this user are capacity-probe twins
@@ -96,6 +114,7 @@ class CallTable:
         self._timers: list[tuple[float, int, str]] = []
         self._next_inbound = 0
         self._closed: deque[float] = deque()  # when recent calls' media sockets closed (monotonic)
+        self._dying: deque[tuple[float, list[Any]]] = deque()  # ended calls' media, dropped later
 
     # ---- commands ----------------------------------------------------------------------------
 
@@ -125,6 +144,7 @@ class CallTable:
         prm = _op(headers=cmd.headers)
         prm.txOption.localUri = cmd.from_uri
         call.max_duration = cmd.max_duration
+        call.media.stream = StreamSpec.from_wire(cmd.stream) if cmd.stream else None
         self.calls[cmd.key] = call  # callbacks may already run inside makeCall
         try:
             call.makeCall(cmd.uri, prm)
@@ -141,6 +161,7 @@ class CallTable:
             return
         call.decided = True
         call.max_duration = cmd.max_duration
+        call.media.stream = StreamSpec.from_wire(cmd.stream) if cmd.stream else None
         self._safely(call, lambda: call.answer(_op(200)))
 
     def reject(self, cmd: Reject) -> None:
@@ -158,6 +179,38 @@ class CallTable:
         call.limit = call.limit or limit
         call.decided = True
         self._safely(call, lambda: call.hangup(_op()))
+
+    def play(self, cmd: PlayFile | RecordTo | SendDtmf) -> None:
+        """Play a WAV into, record from, or send DTMF on an answered call."""
+        call = self.calls.get(cmd.key)
+        if call is None:
+            return
+        if isinstance(cmd, SendDtmf):
+            self._safely(call, lambda: call.dialDtmf(cmd.digits))
+            return
+        try:
+            done = (
+                call.media.play(cmd.path, cmd.once)
+                if isinstance(cmd, PlayFile)
+                else call.media.record(cmd.path)
+            )
+        except pj.Error as exc:
+            log.warning("call %d: %s failed: %s", call.key, type(cmd).__name__, redact(exc.reason))
+            return
+        if not done:
+            log.warning("call %d: %s ignored: no active audio", call.key, type(cmd).__name__)
+
+    def stream_request(self, request: StreamRequest) -> None:
+        """Act on what a call's voice-worker stream asked (on the SIP thread)."""
+        if request.key not in self.calls:
+            return
+        if request.action == "transfer":
+            self.emit(TransferAsked(request.key, request.to, request.mode, time.time()))
+        elif request.action == "hangup":
+            self.emit(HangupAsked(request.key, request.reason, time.time()))
+            self.hangup(request.key, WORKER_HANGUP)
+        else:  # "lost": no dead air
+            self.hangup(request.key, request.reason)
 
     def _safely(self, call: Call, action: Callable[[], None]) -> None:
         try:
@@ -194,12 +247,14 @@ class CallTable:
                     self.emit(Ringing(call.key, call.ringing_at, round(pdd, 1)))
         elif info.state == pj.PJSIP_INV_STATE_CONFIRMED and call.answered_at is None:
             call.answered_at = time.time()
+            call.media.confirmed(self.hub)
             if call.key:
                 self.emit(Answered(call.key, call.answered_at))
                 self._after(call.max_duration, call.key, "max duration")
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             call.ended_code = info.lastStatusCode
             self._closed.append(time.monotonic())
+            self._dying.append((time.monotonic() + DYING_SECONDS, call.media.detach()))
             self._finished.append(call)
             if call.key and self.calls.pop(call.key, None) is not None:
                 self.emit(self._ended(call, info, prm))
@@ -238,6 +293,13 @@ class CallTable:
         """Drop the Call objects of calls that reached DISCONNECTED (see the class docstring)."""
         if self._finished:
             self._finished.clear()
+        now = time.monotonic()
+        while self._dying and self._dying[0][0] <= now:
+            self._dying.popleft()  # the last references to ports, players, recorders: destroyed here
+
+    def media_pending(self) -> bool:
+        """Whether ended calls' media objects still wait to be destroyed (shutdown waits for them)."""
+        return bool(self._dying)
 
     def _after(self, seconds: float, key: int, kind: str) -> None:
         if seconds > 0:

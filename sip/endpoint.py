@@ -15,6 +15,7 @@ from dialer.logs import redact
 from sip.calls import PJ_ETOOMANY, Call, CallTable, Emit
 from sip.message import called_user, caller_user
 from sip.protocol import AddTrunk, Registration, Rejected, TrunkError, WorkerConfig
+from sip.stream import StreamHub
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,10 @@ class _Account(pj.Account):  # type: ignore[misc]  # pjsua2 has no stubs
 class Stack:
     """Everything pjsua2 in one worker; every method runs on the thread that called ``start``."""
 
-    def __init__(self, config: WorkerConfig, emit: Emit) -> None:
+    def __init__(self, config: WorkerConfig, emit: Emit, hub: StreamHub | None = None) -> None:
         self.config = config
         self.emit = emit
-        self.table = CallTable(emit, config.media_sockets)
+        self.table = CallTable(emit, config.media_sockets, hub)
         self.accounts: dict[str, _Account] = {}
         self._writer = _LogWriter()  # must outlive the library
         self.ep: _Endpoint  # made in start(), on the SIP thread
@@ -83,6 +84,9 @@ class Stack:
         # The writer replaces pjsua's console output and sees what passes consoleLevel.
         cfg.logConfig.level = cfg.logConfig.consoleLevel = _PJSUA_LOG_LEVEL.get(self.config.log_level, 1)
         cfg.logConfig.writer = self._writer
+        # pjsua closes an idle sound device (nothing connected to slot 0) after 1 s by default, and the
+        # null device's clock drives the conference bridge: calls would stop sending RTP and DTMF.
+        cfg.medConfig.sndAutoCloseTime = -1
         cfg.medConfig.noVad = True  # keep RTP flowing through silence: peers time out silent streams
         self.ep.libInit(cfg)
         for kind in (pj.PJSIP_TRANSPORT_UDP, pj.PJSIP_TRANSPORT_TCP):
@@ -189,7 +193,9 @@ class Stack:
         self.ep.hangupAllCalls()
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and (
-            self.table.calls or any(call.ended_code is None for call in self.table.probes)
+            self.table.calls
+            or self.table.media_pending()
+            or any(call.ended_code is None for call in self.table.probes)
         ):
             pump()
 

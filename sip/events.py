@@ -75,3 +75,30 @@ class InboundEnded:
 
 
 InboundEvent = InboundOffered | InboundAnswered | InboundEnded
+
+
+@dataclass(frozen=True)
+class TransferRequested:
+    """A call's voice worker asked for a human transfer to ``to`` (``mode`` refer, bridge or auto).
+
+    ``call_id`` is the attempt id of an outbound call, the inbound call id otherwise.
+    """
+
+    call_id: UUID
+    to: str
+    mode: str
+    at: datetime
+    inbound: bool = False
+
+
+@dataclass(frozen=True)
+class HangupRequested:
+    """A call's voice worker asked to hang up; its SIP worker hangs up at once (end reason says so)."""
+
+    call_id: UUID
+    reason: str | None
+    at: datetime
+    inbound: bool = False
+
+
+BridgeEvent = TransferRequested | HangupRequested

@@ -11,13 +11,26 @@ from uuid import UUID, uuid4
 
 from dialer.phone import InvalidPhoneNumber, parse_phone
 from sip.events import InboundAnswered, InboundEnded, InboundEvent, InboundOffered, InboundRoute, MediaStats
-from sip.protocol import RETRY_AFTER, Answer, Answered, Ended, Event, Offered, Reject, Rejected, utc
+from sip.protocol import (
+    RETRY_AFTER,
+    Answer,
+    Answered,
+    Ended,
+    Event,
+    Offered,
+    Reject,
+    Rejected,
+    StreamSpec,
+    utc,
+)
 from sip.supervisor import WorkerProcess
 
 log = logging.getLogger(__name__)
 
 InboundRouter = Callable[[str], Awaitable[InboundRoute | None]]
 InboundCallback = Callable[[InboundEvent], Awaitable[None] | None]
+# (route, call id, called, caller) → where the answered call's audio streams, None: not bridged
+InboundStreams = Callable[[InboundRoute, UUID, str, str | None], Awaitable[StreamSpec | None]]
 
 
 def called_number(user: str) -> str:
@@ -41,6 +54,8 @@ class _Call:
     caller: str | None
     offered_at: datetime
     route: InboundRoute | None = None
+    worker: WorkerProcess | None = None
+    key: int = 0
 
 
 class InboundDesk:
@@ -51,10 +66,15 @@ class InboundDesk:
     """
 
     def __init__(
-        self, router: InboundRouter | None, max_call_seconds: float, accepting: Callable[[], bool]
+        self,
+        router: InboundRouter | None,
+        max_call_seconds: float,
+        accepting: Callable[[], bool],
+        streams: InboundStreams | None = None,
     ) -> None:
         self.on_event: InboundCallback = lambda event: None
         self._router = router
+        self._streams = streams
         self._max_call_seconds = max_call_seconds
         self._accepting = accepting
         self._calls: dict[tuple[str, int], _Call] = {}
@@ -68,17 +88,32 @@ class InboundDesk:
             call = _Call(uuid4(), called_number(event.called or ""), event.caller, at)
             self._emit(self._ended(call, worker.name, at, event.code, "no free line"))
         elif isinstance(event, Offered):
-            call = _Call(uuid4(), called_number(event.called), event.caller, utc(event.at))
+            call = _Call(
+                uuid4(), called_number(event.called), event.caller, utc(event.at), None, worker, event.key
+            )
             self._calls[(worker.name, event.key)] = call
             self._spawn(self._decide(worker, event.key, call))
         elif isinstance(event, Answered) and (worker.name, event.key) in self._calls:
             self._emit(InboundAnswered(self._calls[(worker.name, event.key)].call_id, utc(event.at)))
         elif isinstance(event, Ended) and (worker.name, event.key) in self._calls:
             call = self._calls.pop((worker.name, event.key))
-            self._emit(self._ended(call, worker.name, utc(event.at), event.code, event.reason, event))
+            reason = f"{event.reason} ({event.limit})" if event.limit else event.reason
+            self._emit(self._ended(call, worker.name, utc(event.at), event.code, reason, event))
         else:
             return False
         return True
+
+    def call_id(self, worker: WorkerProcess, key: int) -> UUID | None:
+        """The id of the live inbound call ``key`` of ``worker``."""
+        call = self._calls.get((worker.name, key))
+        return call.call_id if call is not None else None
+
+    def locate(self, call_id: UUID) -> tuple[WorkerProcess, int] | None:
+        """The worker and key of a live inbound call."""
+        for call in self._calls.values():
+            if call.call_id == call_id and call.worker is not None:
+                return call.worker, call.key
+        return None
 
     def lost(self, worker: WorkerProcess, keys: set[int], reason: str) -> set[int]:
         """Report the inbound calls among ``keys`` of a dead worker as ended; returns the other keys."""
@@ -100,8 +135,13 @@ class InboundDesk:
     async def _decide(self, worker: WorkerProcess, key: int, call: _Call) -> None:
         try:
             route = await self._router(call.called) if self._router and call.called else None
+            stream = (
+                await self._streams(route, call.call_id, call.called, call.caller)
+                if (route and self._streams)
+                else None
+            )
         except Exception:
-            log.exception("inbound router failed; answering 503")
+            log.exception("inbound router or voice worker lookup failed; answering 503")
             worker.send(Reject(key, 503, RETRY_AFTER))
             return
         if not self._accepting():
@@ -110,7 +150,7 @@ class InboundDesk:
             worker.send(Reject(key, 404))
         elif (worker.name, key) in self._calls:  # the caller may have hung up meanwhile
             call.route = route
-            worker.send(Answer(key, self._max_call_seconds))
+            worker.send(Answer(key, self._max_call_seconds, stream.wire() if stream else None))
             self._emit(
                 InboundOffered(call.call_id, call.called, call.caller, route, call.offered_at, worker.name)
             )

@@ -18,17 +18,25 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from dialer.ports import CallAnswered, CallEnded, CallLauncher, CallRequest, CallRinging, LaunchRefused
-from sip.events import MediaStats
+from sip.bridge import WorkerResolver, inbound_stream, outbound_stream
+from sip.events import BridgeEvent, HangupRequested, InboundRoute, MediaStats, TransferRequested
 from sip.inbound import InboundCallback, InboundDesk, InboundRouter
 from sip.protocol import (
     AddTrunk,
     Answered,
+    Command,
     Dial,
     Ended,
     Event,
     Hangup,
+    HangupAsked,
+    PlayFile,
+    RecordTo,
     Registration,
     Ringing,
+    SendDtmf,
+    StreamSpec,
+    TransferAsked,
     TrunkError,
     WorkerConfig,
     utc,
@@ -68,6 +76,9 @@ class SipGateway(CallLauncher):
     ``media_sockets`` is the handle table of the pjsua build's media ioqueue (64 in the PyPI wheel).
     ``tls`` adds a TLS transport for trunks with ``Transport.TLS``; it listens on ``tls_port + i``
     (with the PEM certificate and key given) when ``tls_port`` is set, else on an ephemeral port.
+    ``worker_urls`` maps an agent id to its voice worker's WebSocket URL: answered calls of agents
+    that have one are streamed to it (sip/stream.py), and ``on_bridge`` gets what the worker asks
+    (TransferRequested, HangupRequested). Without it, answered calls stay up with no bridge.
     """
 
     def __init__(
@@ -90,13 +101,17 @@ class SipGateway(CallLauncher):
         max_call_seconds: float = 3600.0,
         max_call_seconds_for: Callable[[CallRequest], float | None] | None = None,
         log_level: str = "WARNING",
+        worker_urls: WorkerResolver | None = None,
     ) -> None:
         super().__init__()
         self.on_media: Callable[[UUID, MediaStats], None] = lambda attempt_id, stats: None
+        self.on_bridge: Callable[[BridgeEvent], None] = lambda event: None
         self.max_call_seconds = max_call_seconds
         self._max_call_seconds_for = max_call_seconds_for
         self._trunks = trunks
-        self._desk = InboundDesk(inbound, max_call_seconds, lambda: self._running)
+        self._worker_urls = worker_urls
+        streams = self._inbound_stream if worker_urls is not None else None
+        self._desk = InboundDesk(inbound, max_call_seconds, lambda: self._running, streams)
         if on_inbound is not None:
             self.on_inbound = on_inbound
         configs = [
@@ -186,6 +201,7 @@ class SipGateway(CallLauncher):
             raise LaunchRefused(why)
         caller = trunk.caller_uri(request.from_number)
         limit = self._max_call_seconds_for(request) if self._max_call_seconds_for else None
+        stream = await self._outbound_stream(request)
         key = next(self._keys)
         command = Dial(
             key=key,
@@ -195,6 +211,7 @@ class SipGateway(CallLauncher):
             headers=call_headers(caller, request),
             timeout=float(request.timeout_seconds),
             max_duration=limit or self.max_call_seconds,
+            stream=stream.wire() if stream else None,
         )
         call = self._calls[key] = _Outbound(request.attempt_id)
         self._by_attempt[request.attempt_id] = key  # events can arrive before dial() returns
@@ -216,6 +233,57 @@ class SipGateway(CallLauncher):
             call.hangup_asked = True  # still being placed: hung up as soon as it is out
         else:
             call.worker.send(Hangup(key))
+
+    # ---- the call's audio --------------------------------------------------------------------------
+
+    async def _outbound_stream(self, request: CallRequest) -> StreamSpec | None:
+        if self._worker_urls is None or request.agent_id is None:
+            return None
+        url = await self._worker_urls(request.agent_id)
+        return outbound_stream(url, request) if url else None
+
+    async def _inbound_stream(
+        self, route: InboundRoute, call_id: UUID, called: str, caller: str | None
+    ) -> StreamSpec | None:
+        assert self._worker_urls is not None
+        url = await self._worker_urls(route.agent_id)
+        return inbound_stream(url, route, call_id, called, caller) if url else None
+
+    def _send_to_call(self, call_id: UUID, command: Callable[[int], Command]) -> bool:
+        """Send ``command(key)`` to the worker holding the call (attempt id or inbound call id)."""
+        key = self._by_attempt.get(call_id)
+        call = self._calls.get(key) if key is not None else None
+        if key is not None and call is not None and call.worker is not None:
+            call.worker.send(command(key))
+            return True
+        found = self._desk.locate(call_id)
+        if found is None:
+            return False
+        found[0].send(command(found[1]))
+        return True
+
+    def play(self, call_id: UUID, wav_path: str, once: bool = False) -> bool:
+        """Play a 16-bit mono WAV into an answered call (looping unless ``once``); False: no such call."""
+        return self._send_to_call(call_id, lambda key: PlayFile(key, wav_path, once))
+
+    def record(self, call_id: UUID, wav_path: str) -> bool:
+        """Record what an answered call receives to a WAV file, complete once the call ended."""
+        return self._send_to_call(call_id, lambda key: RecordTo(key, wav_path))
+
+    def send_dtmf(self, call_id: UUID, digits: str) -> bool:
+        """Send RFC 2833 DTMF digits on an answered call."""
+        return self._send_to_call(call_id, lambda key: SendDtmf(key, digits))
+
+    def _bridge_event(self, worker: WorkerProcess, event: TransferAsked | HangupAsked) -> None:
+        outbound = self._calls.get(event.key)
+        call_id = outbound.attempt_id if outbound is not None else self._desk.call_id(worker, event.key)
+        if call_id is None:
+            return
+        inbound = outbound is None
+        if isinstance(event, TransferAsked):
+            self.on_bridge(TransferRequested(call_id, event.to, event.mode, utc(event.at), inbound))
+        else:
+            self.on_bridge(HangupRequested(call_id, event.reason, utc(event.at), inbound))
 
     # ---- worker events -------------------------------------------------------------------------------
 
@@ -247,6 +315,8 @@ class SipGateway(CallLauncher):
             self.on_event(CallAnswered(call.attempt_id, utc(event.at)))
         elif isinstance(event, Ended) and (call := self._forget(event.key)):
             self._report_end(call, event, worker.name)
+        elif isinstance(event, TransferAsked | HangupAsked):
+            self._bridge_event(worker, event)
         elif isinstance(event, Registration):
             self._registrations[UUID(event.trunk)] = event.code
             log.info("trunk %s REGISTER answered %d (expires %d s)", event.trunk, event.code, event.expires)

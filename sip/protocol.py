@@ -63,6 +63,29 @@ class Dial:
     headers: dict[str, str]
     timeout: float  # seconds from INVITE to answer before we CANCEL
     max_duration: float  # seconds from answer before we send BYE
+    stream: dict[str, Any] | None = None  # a StreamSpec.wire(): bridge the answered call's audio
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """Where a call's audio goes once answered: a voice worker's WebSocket, and its ``start`` metadata.
+
+    Travels inside ``Dial``/``Answer`` as a plain dict (``wire``/``from_wire``).
+    """
+
+    url: str  # ws:// or wss://
+    account_sid: str  # the tenant id
+    call_sid: str  # the attempt id (outbound) or inbound call id
+    parameters: dict[str, str] = field(default_factory=dict)  # the start message's customParameters
+
+    def wire(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> StreamSpec:
+        return cls(
+            str(data["url"]), str(data["account_sid"]), str(data["call_sid"]), dict(data["parameters"])
+        )
 
 
 @dataclass(frozen=True)
@@ -73,11 +96,37 @@ class Hangup:
 
 
 @dataclass(frozen=True)
+class PlayFile:
+    """Play a 16-bit PCM mono WAV file into an answered call (looping unless ``once``)."""
+
+    key: int
+    path: str
+    once: bool = False
+
+
+@dataclass(frozen=True)
+class RecordTo:
+    """Record what an answered call receives to a WAV file, closed when the call ends."""
+
+    key: int
+    path: str
+
+
+@dataclass(frozen=True)
+class SendDtmf:
+    """Send DTMF digits on an answered call (RFC 2833)."""
+
+    key: int
+    digits: str
+
+
+@dataclass(frozen=True)
 class Answer:
     """Answer an offered inbound call with 200."""
 
     key: int
     max_duration: float
+    stream: dict[str, Any] | None = None  # a StreamSpec.wire(): bridge the answered call's audio
 
 
 RETRY_AFTER = 30  # seconds a caller is told to wait (Retry-After) when we cannot take calls (503)
@@ -207,7 +256,26 @@ class TrunkError:
     message: str
 
 
-Command = AddTrunk | Dial | Hangup | Answer | Reject | Stop
+@dataclass(frozen=True)
+class TransferAsked:
+    """The voice worker of call ``key`` asked for a transfer to ``to`` (mode refer, bridge or auto)."""
+
+    key: int
+    to: str
+    mode: str
+    at: float
+
+
+@dataclass(frozen=True)
+class HangupAsked:
+    """The voice worker of call ``key`` asked to hang up; the worker process hangs up at once."""
+
+    key: int
+    reason: str | None
+    at: float
+
+
+Command = AddTrunk | Dial | Hangup | Answer | Reject | Stop | PlayFile | RecordTo | SendDtmf
 Event = (
     Ready
     | Placed
@@ -220,11 +288,11 @@ Event = (
     | Rejected
     | Registration
     | TrunkError
+    | TransferAsked
+    | HangupAsked
 )
 
-_RECORDS: dict[str, type[Any]] = {
-    cls.__name__: cls for cls in (AddTrunk, Dial, Hangup, Answer, Reject, Stop, *Event.__args__)
-}
+_RECORDS: dict[str, type[Any]] = {cls.__name__: cls for cls in (*Command.__args__, *Event.__args__)}
 
 
 def encode(record: Command | Event) -> bytes:

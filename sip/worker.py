@@ -28,14 +28,18 @@ from sip.protocol import (
     Event,
     Failed,
     Hangup,
+    PlayFile,
     Ready,
+    RecordTo,
     Reject,
+    SendDtmf,
     Stop,
     WorkerConfig,
     decode,
     encode,
     parse_config,
 )
+from sip.stream import StreamHub, StreamRequest
 
 log = logging.getLogger("sip.worker")
 
@@ -47,10 +51,12 @@ class Worker:
 
     def __init__(self, config: WorkerConfig, out_fd: int) -> None:
         self.config = config
-        self.commands: queue.Queue[Command] = queue.Queue()
+        # Commands from stdin, and what the voice-worker streams ask (from the hub's loop thread).
+        self.commands: queue.Queue[Command | StreamRequest] = queue.Queue()
         self._out_fd = out_fd
         self._outbox: list[bytes] = []
-        self.stack = Stack(config, self.emit)
+        self.hub = StreamHub(self.commands.put)
+        self.stack = Stack(config, self.emit, self.hub)
 
     def emit(self, event: Event) -> None:
         self._outbox.append(encode(event))
@@ -69,6 +75,7 @@ class Worker:
 
     def run(self) -> None:
         """The SIP thread: everything pjsua2 happens here, from libCreate to libDestroy."""
+        self.hub.start()
         self.stack.start()
         self.emit(Ready(self.stack.probe(self.pump), os.getpid()))
         self.flush()
@@ -80,6 +87,7 @@ class Worker:
             self.flush()
         self.stack.shutdown(self.pump)
         self.flush()
+        self.hub.stop()  # ended calls' streams send ``stop`` (bounded)
 
     def _run_commands(self) -> bool:
         """Run every queued command; False once ``Stop`` has come."""
@@ -98,9 +106,13 @@ class Worker:
                     self.emit(Failed(command.key, "internal error"))
             self.stack.table.reap()  # before the next command can reuse a freed slot
 
-    def _run(self, command: Command) -> None:
+    def _run(self, command: Command | StreamRequest) -> None:
         table = self.stack.table
-        if isinstance(command, Dial):
+        if isinstance(command, StreamRequest):
+            table.stream_request(command)
+        elif isinstance(command, PlayFile | RecordTo | SendDtmf):
+            table.play(command)
+        elif isinstance(command, Dial):
             account = self.stack.accounts.get(command.trunk)
             if account is None:
                 self.emit(Failed(command.key, "unknown trunk"))
@@ -116,7 +128,7 @@ class Worker:
             self.stack.add_trunk(command)
 
 
-def _read_commands(commands: queue.Queue[Command], wake: tuple[str, int]) -> None:
+def _read_commands(commands: queue.Queue[Command | StreamRequest], wake: tuple[str, int]) -> None:
     """The stdin thread: command lines into the queue; never touches pjsua2.
 
     After each command it sends a bare CRLF keep-alive (RFC 5626), which pjsip drops silently, to the
