@@ -1,35 +1,34 @@
-"""The FastAPI application factory; routes are added per resource as the API grows."""
+"""The FastAPI application factory: services on app.state, the error mapping, and every router."""
 
 from __future__ import annotations
-
-import time
-from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import FastAPI
 
 import dialer
+from api import errors
+from api.deps import Services
+from api.ratelimit import RateLimits
+from api.routes import agents, calls, campaigns, dnc, health, keys, numbers, prospects, trunks
+from api.runtime import ApiRuntime
 from dialer.storage import SqlStore
 
+_DESCRIPTION = (
+    "REST API of the SIP gateway and campaign dialer. Authenticate with `X-API-Key: sk_live_...` "
+    '(or `Authorization: Bearer ...`). Errors: `{"success": false, "error": {"code", "message"}}`.'
+)
 
-def create_app(store: SqlStore) -> FastAPI:
-    """Build the app around an already-migrated store (nothing global, nothing at import)."""
-    app = FastAPI(title="SIP dialer", version=dialer.__version__)
 
-    @app.get("/health", tags=["health"])
-    async def health() -> dict[str, Any]:
-        started = time.perf_counter()
-        try:
-            await store.ping()
-            db_ok = True
-        except Exception:
-            db_ok = False
-        latency_ms = round((time.perf_counter() - started) * 1000, 2)
-        return {
-            "status": "healthy" if db_ok else "unhealthy",
-            "timestamp": datetime.now(UTC).isoformat(),
-            "version": dialer.__version__,
-            "components": {"database": {"healthy": db_ok, "latency_ms": latency_ms}},
-        }
+def create_app(
+    store: SqlStore, *, runtime: ApiRuntime | None = None, limits: RateLimits | None = None
+) -> FastAPI:
+    """Build the app around an already-migrated store (nothing global, nothing at import).
 
+    ``runtime`` is the running dialer (None: campaign changes are stored only, calls cannot be placed);
+    ``limits`` overrides the seed's rate limits (tests, deployments behind their own limiter).
+    """
+    app = FastAPI(title="SIP dialer", version=dialer.__version__, description=_DESCRIPTION)
+    app.state.services = Services(store=store, runtime=runtime, limits=limits or RateLimits())
+    errors.install(app)
+    for module in (health, campaigns, prospects, numbers, calls, trunks, agents, dnc, keys):
+        app.include_router(module.router)
     return app

@@ -23,6 +23,7 @@ from dialer.outcome import retry_bucket
 from dialer.ports import DialStore
 from dialer.storage.base import threaded, utcnow
 from dialer.storage.campaigns import CampaignAdmin
+from dialer.storage.catalog import DirectoryCatalog
 from dialer.storage.directory import DirectoryAdmin
 from dialer.storage.plan import load_plan
 from dialer.storage.records import PROSPECT_COLUMNS, prospect_from_row
@@ -34,6 +35,7 @@ from dialer.storage.tables import (
     dnc_entries,
     prospects,
 )
+from dialer.storage.views import CampaignViews
 
 _PROSPECT = [prospects.c[name] for name in PROSPECT_COLUMNS]
 PENDING = ProspectState.PENDING.value
@@ -67,7 +69,7 @@ def _if_dialing(value: Any, column: sa.Column[Any]) -> sa.ColumnElement[Any]:
     return sa.case((prospects.c.state == DIALING, sa.literal(value, column.type)), else_=column)
 
 
-class SqlStore(DirectoryAdmin, CampaignAdmin, RoutingLookups, DialStore):
+class SqlStore(DirectoryAdmin, CampaignAdmin, RoutingLookups, DirectoryCatalog, CampaignViews, DialStore):
     """Persistent truth for dialling in SQLite (embedded default) or PostgreSQL.
 
     ``SqlStore(url)`` makes the engine but connects lazily; call ``migrate()`` once at start-up and

@@ -1,0 +1,38 @@
+"""Do-not-call routes: adding a number stops every waiting attempt to it in every campaign at once."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import SecretKey, Store
+from api.errors import BadRequest
+from api.schemas.directory import DncAdded, DncCreate, DncList, DncPublic
+from dialer.phone import InvalidPhoneNumber, parse_phone
+
+router = APIRouter(prefix="/dnc", tags=["do not call"])
+
+
+@router.post("", response_model=DncAdded)
+async def add_dnc(body: DncCreate, key: SecretKey, store: Store) -> DncAdded:
+    """Put a number on the tenant's do-not-call list (idempotent)."""
+    try:
+        phone = parse_phone(body.phone, await store.tenant_region(key.tenant_id))
+    except InvalidPhoneNumber as exc:
+        raise BadRequest("VALIDATION_ERROR", f"phone: {exc.reason}") from None
+    stopped = await store.add_dnc(key.tenant_id, phone, body.reason)
+    return DncAdded(phone=phone, stopped_prospects=stopped)
+
+
+@router.get("", response_model=DncList)
+async def list_dnc(
+    key: SecretKey,
+    store: Store,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DncList:
+    """A page of the do-not-call list, newest first."""
+    entries, total = await store.list_dnc(key.tenant_id, limit=limit, offset=offset)
+    data = [DncPublic(phone=e.phone, reason=e.reason, created_at=e.created_at) for e in entries]
+    return DncList(data=data, total=total, limit=limit, offset=offset)

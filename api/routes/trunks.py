@@ -1,0 +1,71 @@
+"""Trunk routes: create, list and read the tenant's SIP trunks (passwords are never returned)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends
+
+from api.deps import SecretKey, Store, parse_id
+from api.errors import Conflict, NotFound
+from api.schemas.directory import TrunkCreate, TrunkList, TrunkPublic
+from dialer.storage import Conflict as StoredAlready
+from dialer.storage import TrunkRecord, TrunkSpec
+
+router = APIRouter(prefix="/trunks", tags=["trunks"])
+
+
+def trunk_id(id: str) -> UUID:
+    return parse_id(id, "BAD_REQUEST_FORMAT", "trunk id")
+
+
+def _public(t: TrunkRecord) -> TrunkPublic:
+    s = t.spec
+    return TrunkPublic(
+        id=t.id,
+        name=s.name,
+        host=s.host,
+        port=s.port,
+        transport=s.transport,
+        username=s.username,
+        has_password=bool(s.password),
+        register=s.register,
+        outbound_proxy=s.outbound_proxy,
+        max_concurrent_calls=s.max_concurrent_calls,
+        max_cps=s.max_cps,
+        refer_supported=s.refer_supported,
+        refer_uri_style=s.refer_uri_style,
+        allowed_countries=list(s.allowed_countries),
+        accept_inbound_refer=s.accept_inbound_refer,
+    )
+
+
+@router.post("", response_model=TrunkPublic, status_code=201)
+async def create_trunk(body: TrunkCreate, key: SecretKey, store: Store) -> TrunkPublic:
+    """Add a SIP trunk; CONFLICT when you have one with that name."""
+    values = body.model_dump()
+    values["register"] = values.pop("register_enabled")
+    values["allowed_countries"] = tuple(values["allowed_countries"])
+    try:
+        new_id = await store.create_trunk(key.tenant_id, TrunkSpec(**values))
+    except StoredAlready:
+        raise Conflict("CONFLICT", "a trunk with this name exists already") from None
+    created = await store.tenant_trunk(key.tenant_id, new_id)
+    assert created is not None
+    return _public(created)
+
+
+@router.get("", response_model=TrunkList)
+async def list_trunks(key: SecretKey, store: Store) -> TrunkList:
+    """The tenant's trunks by name."""
+    return TrunkList(data=[_public(t) for t in await store.list_trunks(key.tenant_id)])
+
+
+@router.get("/{id}", response_model=TrunkPublic)
+async def get_trunk(tid: Annotated[UUID, Depends(trunk_id)], key: SecretKey, store: Store) -> TrunkPublic:
+    """One trunk."""
+    found = await store.tenant_trunk(key.tenant_id, tid)
+    if found is None:
+        raise NotFound("TRUNK_NOT_FOUND", "trunk not found")
+    return _public(found)

@@ -1,0 +1,121 @@
+"""Call bodies and responses, as the seed's Calls section, plus our outcome and transfer details."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CallStatus = Literal["triggered", "in-progress", "completed", "failed"]
+
+
+class SipData(BaseModel):
+    to: str = Field(description="E.164 destination, 7 to 15 digits", examples=["+14155552671"])
+    name: str = "Unknown"
+    from_number: str | None = Field(None, description="one of your numbers; else the managed pool")
+
+
+class CallCreate(BaseModel):
+    """The seed's POST /calls/create body (its example's flattened ``sip_data.*`` keys are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+    agent_id: UUID
+    type: Literal["sip", "web"]
+    sip_data: SipData | None = None
+    prospect_id: UUID | None = None
+
+
+class CallCreated(BaseModel):
+    call_id: UUID
+    status: str
+    worker_url: str | None = None
+
+
+class Party(BaseModel):
+    id: UUID | None
+    name: str | None
+    phone: str | None = None
+
+
+class KeyValue(BaseModel):
+    key: str
+    value: Any
+
+
+class CallProspect(Party):
+    prospect_data: list[KeyValue] = Field(default_factory=list)
+
+
+class Transfer(BaseModel):
+    to: str | None
+    method: str | None
+    result: str | None
+
+
+class CallSummary(BaseModel):
+    """One entry of GET /calls."""
+
+    id: UUID
+    agent_id: UUID | None
+    client_id: UUID
+    campaign_id: UUID | None
+    phone_to: str
+    phone_from: str | None
+    status: CallStatus
+    direction: str
+    type: str
+    created_at: datetime
+    duration: int | None
+    recording_url: str | None
+    is_call_successful_according_to_agent_criteria: bool | None
+    prospect: Party | None
+    agent: Party | None
+    call_data: list[KeyValue]
+    outcome: str | None
+    sip_code: int | None
+    reason: str | None
+
+
+class CallList(BaseModel):
+    calls: list[CallSummary]
+    total: int
+
+
+class CallDetail(BaseModel):
+    """GET /calls/{id}: the seed's shape plus outcome, SIP code, reason, post-dial delay and transfer."""
+
+    id: UUID
+    agent_id: UUID | None
+    client_id: UUID
+    campaign_id: UUID | None
+    phone_from: str | None
+    phone_to: str
+    status: CallStatus
+    direction: str
+    call_triggered_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    extra_details: dict[str, Any]
+    provider_call_id: str | None
+    prospect: CallProspect | None
+    agent: Party | None
+    outcome: str | None
+    sip_code: int | None
+    reason: str | None
+    pdd_ms: float | None
+    transfer: Transfer | None
+
+
+class TransferRequest(BaseModel):
+    to_number: str | None = Field(None, description="E.164; default: the agent's transfer number")
+    mode: Literal["auto", "refer", "bridge"] = Field(
+        "auto", description="refer: SIP REFER only; bridge: dial and join; auto: REFER, else bridge"
+    )
+
+
+class CallActionAccepted(BaseModel):
+    success: bool = True
+    call_id: UUID
+    action: str

@@ -1,0 +1,178 @@
+"""Campaign request bodies and responses, field for field as the seed's Campaigns section."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dialer.domain import WEEKDAYS
+
+_DEFAULT_DAYS = list(WEEKDAYS[:5])
+
+
+class Candidate(BaseModel):
+    """One prospect of the seed's ``candidates``; any extra field is kept as the prospect's custom data."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = ""
+    phone: str
+
+
+class CampaignSettings(BaseModel):
+    """Every campaign setting, optional; shared by Create (with defaults) and Update (none given)."""
+
+    model_config = ConfigDict(extra="forbid")
+    provider: str | None = Field(None, description="a trunk name of yours restricts dialling to it")
+    timezone: str | None = Field(None, examples=["Asia/Kolkata"])
+    call_hours_start: time | None = Field(None, examples=["09:00:00"])
+    call_hours_end: time | None = Field(None, examples=["18:00:00"])
+    call_days: list[str] | None = Field(None, examples=[_DEFAULT_DAYS])
+    max_concurrent_calls: int | None = Field(None, ge=1, le=1000)
+    call_timeout_seconds: int | None = Field(None, ge=5, le=600)
+    use_vanira_managed: bool | None = None
+    retry_failed_calls: bool | None = None
+    max_retries_failed: int | None = Field(None, ge=0, le=20)
+    retry_delay_failed_seconds: int | None = Field(None, ge=0)
+    retry_busy_calls: bool | None = None
+    max_retries_busy: int | None = Field(None, ge=0, le=20)
+    retry_delay_busy_seconds: int | None = Field(None, ge=0)
+    retry_no_answer_calls: bool | None = None
+    max_retries_no_answer: int | None = Field(None, ge=0, le=20)
+    retry_delay_no_answer_seconds: int | None = Field(None, ge=0)
+    allow_reschedule: bool | None = None
+    max_reschedules_per_prospect: int | None = Field(None, ge=0, le=100)
+    reschedule_min_delay_hours: float | None = Field(None, ge=0)
+    is_hr_campaign: bool | None = None
+
+
+class CampaignCreate(CampaignSettings):
+    """The seed's POST /campaigns body; settings left out take the seed example's values."""
+
+    name: str = Field(min_length=1, max_length=200, examples=["Q1 Feedback Survey"])
+    agent_id: UUID
+    candidates: list[Candidate] = Field(examples=[[{"name": "John Doe", "phone": "+14155552671"}]])
+    start_campaign: bool = False
+    from_numbers: list[str] = Field(default_factory=list, examples=[["+14155550100"]])
+    default_region: str | None = Field(
+        None, min_length=2, max_length=2, description="region for national-format phones (else the tenant's)"
+    )
+
+
+class CampaignUpdate(CampaignSettings):
+    """PATCH /campaigns/{id}: the seed's fields plus windows, retries and caps; ``from_numbers`` adds DIDs."""
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    agent_id: UUID | None = None
+    from_numbers: list[str] | None = None
+
+
+class CampaignCreated(BaseModel):
+    """The seed's POST /campaigns answer, plus how many candidates were duplicates."""
+
+    success: bool = True
+    campaign_id: UUID
+    total_prospects: int
+    duplicates: int
+    message: str
+    started: bool
+
+
+class AllocatedDid(BaseModel):
+    did_id: UUID
+    number: str
+    max_concurrent_calls: int
+    daily_cap: int | None
+
+
+class CampaignPublic(BaseModel):
+    """GET /campaigns/{id}: the seed's fields, then every setting and lifecycle time."""
+
+    id: UUID
+    name: str
+    status: str
+    max_concurrent_calls: int
+    timezone: str
+    call_timeout_seconds: int
+    allow_reschedule: bool
+    max_reschedules_per_prospect: int
+    reschedule_min_delay_hours: float
+    total_prospects: int
+    active_prospects: int
+    pending_prospects: int
+    is_hr_campaign: bool
+    created_at: datetime
+    allocated_dids: list[AllocatedDid]
+    client_id: UUID
+    agent_id: UUID | None
+    provider: str
+    call_hours_start: time
+    call_hours_end: time
+    call_days: list[str]
+    use_vanira_managed: bool
+    retry_failed_calls: bool
+    max_retries_failed: int
+    retry_delay_failed_seconds: int
+    retry_busy_calls: bool
+    max_retries_busy: int
+    retry_delay_busy_seconds: int
+    retry_no_answer_calls: bool
+    max_retries_no_answer: int
+    retry_delay_no_answer_seconds: int
+    default_region: str
+    prospects_by_state: dict[str, int]
+    scheduled_start_time: datetime | None
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+class CampaignSummary(BaseModel):
+    """One entry of GET /campaigns."""
+
+    id: UUID
+    name: str
+    status: str
+    agent_id: UUID | None
+    client_id: UUID
+    provider: str
+    total_prospects: int
+    successful_calls: int
+    failed_calls: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class CampaignList(BaseModel):
+    data: list[CampaignSummary]
+
+
+class CampaignUpdated(BaseModel):
+    id: UUID
+    name: str
+    status: str
+    updated_at: datetime
+
+
+class ScheduleStart(BaseModel):
+    """Kept a string so a blank or unparsable time gets the seed's BAD_REQUEST_FORMAT, not a 422."""
+
+    scheduled_start_time: str | None = Field(None, examples=["2026-04-01T09:00:00Z"])
+
+
+class Transitioned(BaseModel):
+    """The seed's answer to start, pause, resume and schedule-start."""
+
+    success: bool = True
+    campaign_id: UUID
+    status: str
+    message: str
+    extra_data: dict[str, Any]
+
+
+class Scheduled(Transitioned):
+    """The seed's answer to schedule-start: the confirmed time too."""
+
+    scheduled_start_time: datetime

@@ -1,0 +1,142 @@
+"""Trunk, agent, do-not-call and API key bodies and responses (not in the seed: our own resources)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class TrunkCreate(BaseModel):
+    """A SIP trunk; ``password`` is write-only (never returned, never logged)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    name: str = Field(min_length=1, max_length=100, examples=["main"])
+    host: str = Field(min_length=1, max_length=255, examples=["sip.example.net"])
+    port: int = Field(5060, ge=1, le=65535)
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    username: str | None = None
+    password: str | None = Field(None, json_schema_extra={"writeOnly": True})
+    # "register" would shadow a pydantic attribute: the JSON name is an alias.
+    register_enabled: bool = Field(False, alias="register")
+    outbound_proxy: str | None = None
+    max_concurrent_calls: int = Field(10, ge=1, le=10_000)
+    max_cps: float = Field(1.0, gt=0, le=1000)
+    refer_supported: bool = True
+    refer_uri_style: Literal["sip", "tel"] = "sip"
+    allowed_countries: list[str] = Field(default_factory=list, examples=[["US", "CA"]])
+    accept_inbound_refer: bool = False
+
+    @field_validator("allowed_countries")
+    @classmethod
+    def _iso_codes(cls, value: list[str]) -> list[str]:
+        codes = [c.strip().upper() for c in value]
+        if any(len(c) != 2 or not c.isalpha() for c in codes):
+            raise ValueError("countries are ISO 3166 alpha-2 codes such as US")
+        return codes
+
+    def __repr__(self) -> str:  # keep the password out of reprs that end up in logs
+        return f"TrunkCreate(name={self.name!r}, host={self.host!r})"
+
+
+class TrunkPublic(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    id: UUID
+    name: str
+    host: str
+    port: int
+    transport: str
+    username: str | None
+    has_password: bool
+    register_enabled: bool = Field(alias="register")
+    outbound_proxy: str | None
+    max_concurrent_calls: int
+    max_cps: float
+    refer_supported: bool
+    refer_uri_style: str
+    allowed_countries: list[str]
+    accept_inbound_refer: bool
+
+
+class TrunkList(BaseModel):
+    data: list[TrunkPublic]
+
+
+class AgentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200, examples=["Receptionist"])
+    worker_url: str = Field(examples=["wss://worker.example/stream"])
+    transfer_number: str | None = Field(None, examples=["+14155550199"])
+
+    @field_validator("worker_url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith(("ws://", "wss://", "sip:", "sips:")):
+            raise ValueError("worker_url must be a ws://, wss:// or sip: URI")
+        return value
+
+
+class AgentPublic(BaseModel):
+    id: UUID
+    name: str
+    worker_url: str
+    transfer_number: str | None
+    client_id: UUID
+
+
+class AgentList(BaseModel):
+    data: list[AgentPublic]
+
+
+class DncCreate(BaseModel):
+    phone: str = Field(examples=["+14155552671"])
+    reason: str = Field("", max_length=200)
+
+
+class DncAdded(BaseModel):
+    success: bool = True
+    phone: str
+    stopped_prospects: int
+
+
+class DncPublic(BaseModel):
+    phone: str
+    reason: str
+    created_at: datetime
+
+
+class DncList(BaseModel):
+    data: list[DncPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class KeyCreate(BaseModel):
+    publishable: bool = False
+
+
+class KeyPublic(BaseModel):
+    id: UUID
+    prefix: str
+    scope: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyPublic):
+    """The new key: ``key`` is its plaintext, shown this once (only its SHA-256 is stored)."""
+
+    key: str
+
+
+class KeyList(BaseModel):
+    data: list[KeyPublic]
+
+
+class KeyRevoked(BaseModel):
+    success: bool = True
+    id: UUID
+    revoked: bool

@@ -1,0 +1,1 @@
+"""Use cases the routes call: validation across fields, storage calls in order, response shaping."""

@@ -1,0 +1,73 @@
+"""Prospect uploads: JSON or CSV rows normalised per row, valid ones stored, the rest reported."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from pydantic import ValidationError
+
+from api.deps import Services
+from api.errors import BadRequest
+from api.schemas.campaigns import Candidate
+from api.schemas.prospects import MAX_UPLOAD, ProspectBatch, ProspectUpload, RowError
+from api.services.campaigns import normalise_rows
+from dialer.domain import CampaignStatus
+from dialer.storage import CampaignRecord
+
+
+def candidates_from_json(raw: bytes) -> list[Candidate]:
+    """The rows of a JSON upload; VALIDATION_ERROR with field paths when the body is malformed."""
+    try:
+        batch = ProspectBatch.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        details = [
+            {"field": ".".join(str(p) for p in err["loc"]), "reason": err["msg"]}
+            for err in exc.errors(include_input=False)
+        ]
+        first = details[0]
+        raise BadRequest(
+            "VALIDATION_ERROR", f"{first['field']}: {first['reason']}", details=details
+        ) from None
+    return batch.prospects
+
+
+def candidates_from_csv(raw: bytes) -> list[Candidate]:
+    """The rows of a CSV upload: a header with ``phone`` (and usually ``name``); other columns are kept."""
+    try:
+        text = raw.decode("utf-8-sig")  # Excel writes a BOM
+    except UnicodeDecodeError:
+        raise BadRequest("VALIDATION_ERROR", "CSV must be UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip() for h in reader.fieldnames or []]
+    if "phone" not in header:
+        raise BadRequest("VALIDATION_ERROR", "CSV header must name a 'phone' column (and usually 'name')")
+    reader.fieldnames = header
+    rows = []
+    for record in reader:
+        values = {k: (v or "").strip() for k, v in record.items() if k is not None}
+        rows.append(Candidate(**values))
+    return rows
+
+
+async def upload(svc: Services, campaign: CampaignRecord, candidates: list[Candidate]) -> ProspectUpload:
+    """Store the valid rows (duplicates by phone skipped), report the others with their row numbers."""
+    if len(candidates) > MAX_UPLOAD:
+        raise BadRequest("VALIDATION_ERROR", f"at most {MAX_UPLOAD} prospects per upload; send several")
+    region = campaign.spec.default_region or "US"
+    rows, errors = normalise_rows(candidates, region)
+    inserted, duplicates = await svc.store.add_prospects(campaign.id, rows) if rows else (0, 0)
+    if inserted and campaign.status is CampaignStatus.ACTIVE and svc.runtime is not None:
+        svc.runtime.campaigns_changed()
+    return ProspectUpload(
+        campaign_id=campaign.id,
+        received=len(candidates),
+        inserted=inserted,
+        duplicates=duplicates,
+        invalid=len(errors),
+        errors=[RowError(**e) for e in errors],
+    )
+
+
+def is_csv(content_type: str) -> bool:
+    return content_type.split(";")[0].strip().lower() in ("text/csv", "application/csv")

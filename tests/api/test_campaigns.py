@@ -1,0 +1,272 @@
+"""Campaigns over real HTTP, on SQLite and PostgreSQL: the seed's create, read, list and lifecycle."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+
+from dialer.domain import CampaignStatus
+from dialer.storage import SqlStore
+from tests.api.conftest import DID, DID_2, FakeRuntime, Tenant, assert_error
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def seed_body(agent: UUID, **changes: Any) -> dict[str, Any]:
+    """The seed's example body with our fictional numbers."""
+    body: dict[str, Any] = {
+        "name": "Q1 Feedback Survey",
+        "agent_id": str(agent),
+        "candidates": [
+            {"name": "John Doe", "phone": "+14155552671"},
+            {"name": "Jane Roe", "phone": "(415) 555-2672", "plan": "gold"},
+        ],
+        "provider": "vonage",
+        "timezone": "Asia/Kolkata",
+        "call_hours_start": "09:00:00",
+        "call_hours_end": "18:00:00",
+        "call_days": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"],
+        "max_concurrent_calls": 5,
+        "call_timeout_seconds": 60,
+        "start_campaign": False,
+        "from_numbers": [DID, DID_2],
+        "use_vanira_managed": False,
+        "retry_failed_calls": True,
+        "max_retries_failed": 3,
+        "retry_delay_failed_seconds": 300,
+        "retry_busy_calls": True,
+        "max_retries_busy": 2,
+        "retry_delay_busy_seconds": 180,
+        "retry_no_answer_calls": True,
+        "max_retries_no_answer": 3,
+        "retry_delay_no_answer_seconds": 600,
+    }
+    return body | changes
+
+
+async def test_create_read_and_list_with_the_seed_body(acme: Tenant, store: SqlStore) -> None:
+    created = await acme.client.post("/campaigns", json=seed_body(acme.agent))
+    assert created.status_code == 200, created.text
+    body = created.json()
+    assert body["success"] is True and body["started"] is False
+    assert body["total_prospects"] == 2 and body["duplicates"] == 0
+    campaign_id = UUID(body["campaign_id"])
+
+    record = await store.get_campaign(campaign_id)
+    assert record is not None and record.tenant_id == acme.id
+    assert record.spec.timezone == "Asia/Kolkata" and record.spec.provider == "vonage"
+    assert record.spec.max_retries_busy == 2 and record.status is CampaignStatus.DRAFT
+
+    got = (await acme.client.get(f"/campaigns/{campaign_id}")).json()
+    assert got["id"] == str(campaign_id) and got["status"] == "draft"
+    assert got["total_prospects"] == 2 and got["pending_prospects"] == 2 and got["active_prospects"] == 0
+    assert [d["number"] for d in got["allocated_dids"]] == [DID, DID_2]
+    assert {d["did_id"] for d in got["allocated_dids"]} == {str(acme.did), str(acme.did_2)}
+    assert got["allocated_dids"][0]["max_concurrent_calls"] == 2
+    assert got["call_days"][0] == "Monday" and got["call_hours_start"] == "09:00:00"
+
+    # National format read in the tenant's region; extra candidate fields kept as custom data.
+    prospects = (await acme.client.get(f"/campaigns/{campaign_id}/prospects")).json()
+    by_phone = {p["phone"]: p for p in prospects["data"]}
+    assert set(by_phone) == {"+14155552671", "+14155552672"}
+    assert by_phone["+14155552672"]["custom"] == {"plan": "gold"}
+
+    listed = (await acme.client.get("/campaigns")).json()["data"]
+    assert [c["id"] for c in listed] == [str(campaign_id)]
+    assert listed[0]["total_prospects"] == 2 and listed[0]["client_id"] == str(acme.id)
+    assert listed[0]["successful_calls"] == 0 and listed[0]["failed_calls"] == 0
+
+
+async def test_start_campaign_true_starts_and_wakes_the_dispatcher(
+    acme: Tenant, store: SqlStore, runtime: FakeRuntime
+) -> None:
+    body = seed_body(acme.agent, start_campaign=True, from_numbers=[], use_vanira_managed=True)
+    created = (await acme.client.post("/campaigns", json=body)).json()
+    assert created["started"] is True
+    record = await store.get_campaign(UUID(created["campaign_id"]))
+    assert record is not None and record.status is CampaignStatus.ACTIVE
+    assert record.spec.use_vanira_managed and runtime.changed == 1
+
+
+async def test_lifecycle_and_impossible_transitions(acme: Tenant, runtime: FakeRuntime) -> None:
+    campaign = (await acme.client.post("/campaigns", json=seed_body(acme.agent))).json()["campaign_id"]
+    base = f"/campaigns/{campaign}"
+
+    assert_error(await acme.client.post(f"{base}/pause"), 409, "INVALID_CAMPAIGN_TRANSITION")
+    assert_error(await acme.client.post(f"{base}/resume"), 409, "INVALID_CAMPAIGN_TRANSITION")
+
+    started = await acme.client.post(f"{base}/start")
+    assert started.status_code == 200
+    assert started.json() == {
+        "success": True,
+        "campaign_id": campaign,
+        "status": "active",
+        "message": "Campaign started successfully",
+        "extra_data": {"id": campaign, "status": "active"},
+    }
+    assert runtime.changed == 1
+    assert_error(await acme.client.post(f"{base}/start"), 409, "INVALID_CAMPAIGN_TRANSITION")
+
+    paused = (await acme.client.post(f"{base}/pause")).json()
+    assert paused["status"] == "paused" and paused["message"] == "Campaign paused successfully"
+    error = assert_error(await acme.client.post(f"{base}/pause"), 409, "INVALID_CAMPAIGN_TRANSITION")
+    assert "paused" in str(error["message"])
+
+    resumed = (await acme.client.post(f"{base}/resume")).json()
+    assert resumed["status"] == "active" and runtime.changed == 2
+    assert (await acme.client.get(base)).json()["status"] == "active"
+
+
+async def test_completed_campaign_cannot_start(acme: Tenant, store: SqlStore) -> None:
+    campaign = (await acme.client.post("/campaigns", json=seed_body(acme.agent))).json()["campaign_id"]
+    await store.set_campaign_status(UUID(campaign), CampaignStatus.COMPLETED)
+    for verb in ("start", "pause", "resume"):
+        assert_error(
+            await acme.client.post(f"/campaigns/{campaign}/{verb}"), 409, "INVALID_CAMPAIGN_TRANSITION"
+        )
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    response = await acme.client.post(
+        f"/campaigns/{campaign}/schedule-start", json={"scheduled_start_time": future}
+    )
+    assert_error(response, 409, "INVALID_CAMPAIGN_TRANSITION")
+
+
+async def test_schedule_start(acme: Tenant, store: SqlStore) -> None:
+    campaign = (await acme.client.post("/campaigns", json=seed_body(acme.agent))).json()["campaign_id"]
+    url = f"/campaigns/{campaign}/schedule-start"
+    when = (datetime.now(UTC) + timedelta(hours=3)).replace(microsecond=0)
+    scheduled = await acme.client.post(
+        url, json={"scheduled_start_time": when.isoformat().replace("+00:00", "Z")}
+    )
+    assert scheduled.status_code == 200, scheduled.text
+    body = scheduled.json()
+    assert body["status"] == "scheduled" and body["extra_data"] == {"id": campaign, "status": "scheduled"}
+    assert datetime.fromisoformat(body["scheduled_start_time"]) == when
+    record = await store.get_campaign(UUID(campaign))
+    assert record is not None and record.status is CampaignStatus.SCHEDULED
+    assert record.scheduled_start_time == when
+
+    for bad in ({}, {"scheduled_start_time": "  "}, {"scheduled_start_time": "next tuesday"}):
+        assert_error(await acme.client.post(url, json=bad), 400, "BAD_REQUEST_FORMAT")
+    naive = (datetime.now(UTC) + timedelta(hours=3)).replace(tzinfo=None).isoformat()
+    assert_error(await acme.client.post(url, json={"scheduled_start_time": naive}), 400, "BAD_REQUEST_FORMAT")
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    assert_error(await acme.client.post(url, json={"scheduled_start_time": past}), 400, "VALIDATION_ERROR")
+    # A scheduled campaign may still be started by hand.
+    assert (await acme.client.post(f"/campaigns/{campaign}/start")).json()["status"] == "active"
+
+
+async def test_create_errors_follow_the_seed(acme: Tenant, store: SqlStore) -> None:
+    too_many = [{"name": f"P{i}", "phone": f"+1415555{2600 + i:04d}"} for i in range(51)]
+    assert_error(
+        await acme.client.post("/campaigns", json=seed_body(acme.agent, candidates=too_many)),
+        400,
+        "validation_error",
+    )
+    no_ids = seed_body(acme.agent, from_numbers=[], use_vanira_managed=False)
+    assert_error(await acme.client.post("/campaigns", json=no_ids), 400, "bad_request")
+    for missing in ("agent_id", "name", "candidates"):
+        body = seed_body(acme.agent)
+        del body[missing]
+        error = assert_error(await acme.client.post("/campaigns", json=body), 400, "BAD_REQUEST_FORMAT")
+        assert missing in str(error["message"])
+    assert_error(
+        await acme.client.post("/campaigns", json=seed_body(acme.agent, agent_id="not-a-uuid")),
+        400,
+        "BAD_REQUEST_FORMAT",
+    )
+    assert_error(await acme.client.post("/campaigns", json=seed_body(uuid4())), 404, "AGENT_NOT_FOUND")
+    assert_error(
+        await acme.client.post("/campaigns", json=seed_body(acme.agent, timezone="Mars/Olympus")),
+        400,
+        "BAD_REQUEST_FORMAT",
+    )
+    assert_error(
+        await acme.client.post("/campaigns", json=seed_body(acme.agent, call_days=["Funday"])),
+        400,
+        "BAD_REQUEST_FORMAT",
+    )
+    assert_error(
+        await acme.client.post("/campaigns", json=seed_body(acme.agent, from_numbers=["+14155559999"])),
+        404,
+        "PHONE_NUMBER_NOT_FOUND",
+    )
+    assert_error(
+        await acme.client.post("/campaigns", json=seed_body(acme.agent, from_numbers=["12"])),
+        400,
+        "validation_error",
+    )
+    assert await store.list_campaigns(acme.id) == []  # nothing half-made by any of these
+
+
+async def test_invalid_candidates_are_reported_per_row_and_nothing_is_created(
+    acme: Tenant, store: SqlStore
+) -> None:
+    candidates = [
+        {"name": "Ok", "phone": "+14155552671"},
+        {"name": "Short", "phone": "555"},
+        {"name": "Words", "phone": "call me"},
+    ]
+    response = await acme.client.post("/campaigns", json=seed_body(acme.agent, candidates=candidates))
+    error = assert_error(response, 400, "validation_error")
+    details = error["details"]
+    assert isinstance(details, list)
+    assert [d["row"] for d in details] == [2, 3]
+    assert all(d["reason"] for d in details) and "555" not in str(details)
+    assert await store.list_campaigns(acme.id) == []
+
+
+async def test_duplicate_candidates_are_counted(acme: Tenant) -> None:
+    candidates = [{"name": "A", "phone": "+14155552671"}, {"name": "A again", "phone": "415-555-2671"}]
+    body = (await acme.client.post("/campaigns", json=seed_body(acme.agent, candidates=candidates))).json()
+    assert body["total_prospects"] == 1 and body["duplicates"] == 1
+
+
+async def test_patch_campaign(acme: Tenant, store: SqlStore) -> None:
+    campaign = (await acme.client.post("/campaigns", json=seed_body(acme.agent, from_numbers=[DID]))).json()[
+        "campaign_id"
+    ]
+    url = f"/campaigns/{campaign}"
+    patched = await acme.client.patch(
+        url,
+        json={
+            "name": "Renamed",
+            "max_concurrent_calls": None,
+            "allow_reschedule": False,
+            "from_numbers": [DID_2],
+        },
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["name"] == "Renamed" and patched.json()["status"] == "draft"
+    record = await store.get_campaign(UUID(campaign))
+    assert record is not None and record.spec.name == "Renamed" and record.spec.allow_reschedule is False
+    assert record.spec.max_concurrent_calls == 5  # null means "leave as is"
+    assert len((await acme.client.get(url)).json()["allocated_dids"]) == 2
+
+    assert_error(await acme.client.patch(url, json={}), 400, "BAD_REQUEST")
+    assert_error(await acme.client.patch(url, json={"max_concurrent_calls": "many"}), 400, "VALIDATION_ERROR")
+    assert_error(await acme.client.patch(url, json={"timezone": "Nowhere/Else"}), 400, "VALIDATION_ERROR")
+    assert_error(await acme.client.patch(url, json={"agent_id": str(uuid4())}), 404, "AGENT_NOT_FOUND")
+    assert_error(
+        await acme.client.patch(f"/campaigns/{uuid4()}", json={"name": "x"}), 404, "CAMPAIGN_NOT_FOUND"
+    )
+
+
+async def test_ids_and_tenants(acme: Tenant, other: Tenant) -> None:
+    campaign = (await acme.client.post("/campaigns", json=seed_body(acme.agent))).json()["campaign_id"]
+    for path in ("", "/start", "/pause", "/resume"):
+        method = acme.client.get if path == "" else acme.client.post
+        assert_error(await method(f"/campaigns/not-a-uuid{path}"), 400, "BAD_REQUEST_FORMAT")
+        assert_error(await method(f"/campaigns/{uuid4()}{path}"), 404, "CAMPAIGN_NOT_FOUND")
+        other_method = other.client.get if path == "" else other.client.post
+        assert_error(await other_method(f"/campaigns/{campaign}{path}"), 404, "CAMPAIGN_NOT_FOUND")
+    assert (await other.client.get("/campaigns")).json() == {"data": []}
+    # Another tenant's agent is as unknown as a made-up one.
+    assert_error(await other.client.post("/campaigns", json=seed_body(acme.agent)), 404, "AGENT_NOT_FOUND")
+    assert (await acme.client.get(f"/campaigns/{campaign}")).json()["status"] == "draft"

@@ -1,0 +1,104 @@
+"""Trunks, agents and the do-not-call list over HTTP."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from dialer.domain import ProspectState
+from dialer.storage import SqlStore
+from tests.api.conftest import DID, Tenant, assert_error
+
+
+async def test_trunks(acme: Tenant, other: Tenant, store: SqlStore) -> None:
+    created = await acme.client.post(
+        "/trunks",
+        json={
+            "name": "carrier",
+            "host": "sip.carrier.example",
+            "transport": "tls",
+            "port": 5061,
+            "username": "acme",
+            "password": "s3cret-pass",
+            "register": True,
+            "max_cps": 2.5,
+            "allowed_countries": ["us", "CA"],
+            "refer_supported": False,
+        },
+    )
+    assert created.status_code == 201, created.text
+    trunk = created.json()
+    assert "s3cret-pass" not in created.text and trunk["has_password"] is True
+    assert trunk["register"] is True and trunk["allowed_countries"] == ["US", "CA"]
+    assert await store.tenant_trunk(other.id, UUID(trunk["id"])) is None
+    stored = await store.tenant_trunk(acme.id, UUID(trunk["id"]))
+    assert stored is not None and stored.spec.password == "s3cret-pass" and stored.spec.max_cps == 2.5
+
+    got = await acme.client.get(f"/trunks/{trunk['id']}")
+    assert got.json() == trunk
+    assert [t["name"] for t in (await acme.client.get("/trunks")).json()["data"]] == ["carrier", "main"]
+    assert "s3cret-pass" not in (await acme.client.get("/trunks")).text
+
+    assert_error(
+        await acme.client.post("/trunks", json={"name": "carrier", "host": "x.example"}), 409, "CONFLICT"
+    )
+    assert_error(
+        await acme.client.post("/trunks", json={"name": "t", "host": "h", "transport": "ws"}),
+        400,
+        "VALIDATION_ERROR",
+    )
+    assert_error(
+        await acme.client.post("/trunks", json={"name": "t", "host": "h", "allowed_countries": ["USA"]}),
+        400,
+        "VALIDATION_ERROR",
+    )
+    assert_error(await other.client.get(f"/trunks/{trunk['id']}"), 404, "TRUNK_NOT_FOUND")
+    assert_error(await acme.client.get("/trunks/xyz"), 400, "BAD_REQUEST_FORMAT")
+
+
+async def test_agents(acme: Tenant, other: Tenant) -> None:
+    created = await acme.client.post(
+        "/agents",
+        json={"name": "Bot", "worker_url": "wss://bot.example/media", "transfer_number": "415 555 0199"},
+    )
+    assert created.status_code == 201, created.text
+    agent = created.json()
+    assert agent["transfer_number"] == "+14155550199" and agent["client_id"] == str(acme.id)
+    assert (await acme.client.get(f"/agents/{agent['id']}")).json() == agent
+    assert [a["name"] for a in (await acme.client.get("/agents")).json()["data"]] == ["Bot", "Receptionist"]
+    assert_error(await other.client.get(f"/agents/{agent['id']}"), 404, "AGENT_NOT_FOUND")
+    assert_error(await acme.client.get("/agents/42"), 400, "BAD_REQUEST_FORMAT")
+    assert_error(
+        await acme.client.post("/agents", json={"name": "X", "worker_url": "http://x"}),
+        400,
+        "VALIDATION_ERROR",
+    )
+    assert_error(
+        await acme.client.post(
+            "/agents", json={"name": "X", "worker_url": "sip:x@y", "transfer_number": "1"}
+        ),
+        400,
+        "VALIDATION_ERROR",
+    )
+
+
+async def test_dnc_stops_waiting_prospects(acme: Tenant, other: Tenant, store: SqlStore) -> None:
+    body = {
+        "name": "C",
+        "agent_id": str(acme.agent),
+        "candidates": [{"name": "A", "phone": "+14155552671"}, {"name": "B", "phone": "+14155552672"}],
+        "from_numbers": [DID],
+    }
+    campaign = (await acme.client.post("/campaigns", json=body)).json()["campaign_id"]
+    added = await acme.client.post("/dnc", json={"phone": "(415) 555-2671", "reason": "asked"})
+    assert added.json() == {"success": True, "phone": "+14155552671", "stopped_prospects": 1}
+    again = await acme.client.post("/dnc", json={"phone": "+14155552671"})
+    assert again.json()["stopped_prospects"] == 0
+    states = (await acme.client.get(f"/campaigns/{campaign}")).json()["prospects_by_state"]
+    assert states[ProspectState.DNC.value] == 1 and states[ProspectState.PENDING.value] == 1
+
+    listed = (await acme.client.get("/dnc")).json()
+    assert listed["total"] == 1 and listed["data"][0]["phone"] == "+14155552671"
+    assert listed["data"][0]["reason"] == "asked"
+    assert (await other.client.get("/dnc")).json()["total"] == 0
+    assert_error(await acme.client.post("/dnc", json={"phone": "nope"}), 400, "VALIDATION_ERROR")
+    assert_error(await acme.client.get("/dnc?limit=0"), 400, "VALIDATION_ERROR")
