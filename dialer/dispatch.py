@@ -289,6 +289,10 @@ class Dispatcher:
             timeout_seconds=plan.call_timeout_seconds,
             lease_token=lease.token,
             agent_id=plan.agent_id,
+            prospect_id=prospect.id,
+            prospect_name=prospect.name,
+            attempt_number=attempt.attempt_number,
+            custom=prospect.custom,
         )
         try:
             await self.launcher.place(request)

@@ -23,7 +23,14 @@ from dialer.regions import RuleBook
 from dialer.single_calls import CallNotPlaced, SingleCalls
 from dialer.storage import SqlStore, TrunkRecord
 from scheduler.jobs import CampaignScheduler
-from sip.events import InboundEnded, InboundEvent, InboundOffered, InboundRoute
+from sip.events import (
+    BridgeEvent,
+    InboundEnded,
+    InboundEvent,
+    InboundOffered,
+    InboundRoute,
+    TransferRequested,
+)
 from sip.launcher import SipGateway
 from sip.trunks import Transport, TrunkConfig
 
@@ -74,7 +81,9 @@ class Runtime:
             rtp_port=settings.sip_rtp_port,
             rtp_ports_per_worker=settings.sip_rtp_ports_per_worker,
             max_call_seconds=settings.max_call_seconds,
+            worker_urls=self._worker_url,
         )
+        self.gateway.on_bridge = self._on_bridge
         self.metrics.registry.register(SipWorkerCollector(self.gateway.workers, self.gateway.capacity))
         self.launcher = MeteredLauncher(self.gateway, self.metrics)
         self.dispatcher = Dispatcher(
@@ -189,6 +198,22 @@ class Runtime:
     async def _trunk(self, trunk_id: UUID) -> TrunkConfig | None:
         record = await self.store.get_trunk(trunk_id)
         return trunk_config(record) if record is not None else None
+
+    async def _worker_url(self, agent_id: UUID) -> str | None:
+        """The agent's WebSocket worker; None (the call stays up unbridged) for a SIP-URI worker,
+        which this gateway cannot reach yet."""
+        url = await self.store.agent_worker_url(agent_id)
+        if url is None or not url.startswith(("ws://", "wss://")):
+            return None
+        return url
+
+    def _on_bridge(self, event: BridgeEvent) -> None:
+        """What a voice worker asked: a hang-up is carried out by the SIP worker itself; transfers
+        (REFER or bridged) are not built yet, so the call stays with the voice worker."""
+        if isinstance(event, TransferRequested):
+            log.warning(
+                "voice worker asked to transfer call %s: transfers are not supported yet", event.call_id
+            )
 
     async def _inbound_route(self, number: str) -> InboundRoute | None:
         route = await self.store.inbound_route(number)

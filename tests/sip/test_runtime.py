@@ -29,6 +29,7 @@ from dialer.single_calls import CallNotPlaced
 from dialer.storage import AttemptRecord, CampaignSpec, SqlStore, TrunkSpec
 from dialer.storage.records import attempt_from_row
 from dialer.storage.tables import attempts, campaigns
+from sip.reference_worker import ReferenceWorker
 from tests.sip.peers import free_port, until
 
 pytestmark = pytest.mark.timeout(60)
@@ -45,6 +46,7 @@ class Stack:
     tenant: UUID
     agent: UUID
     sip_port: int
+    worker: ReferenceWorker
 
     async def trunk(self, port: int, **spec: object) -> UUID:
         return await self.store.create_trunk(
@@ -78,13 +80,15 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         dispatch_tick_seconds=0.2,
     )
     runtime = Runtime(settings, store, MemoryCoordinator(), load_rules(), node_id="test-node")
+    worker = ReferenceWorker(greeting_seconds=0.2)
     tenant = await store.create_tenant("Acme Clinic", default_region="GB")
-    agent = await store.create_agent(tenant, "Receptionist", "ws://127.0.0.1:9/stream")
+    agent = await store.create_agent(tenant, "Receptionist", await worker.start())
     await runtime.start()
     try:
-        yield Stack(store, runtime, tenant, agent, port)
+        yield Stack(store, runtime, tenant, agent, port, worker)
     finally:
         await runtime.stop()
+        await worker.stop()
         store.dispose()
 
 
@@ -118,7 +122,9 @@ async def test_campaign_runs_to_completion_under_its_caps(stack: Stack, sipp) ->
         status=CampaignStatus.ACTIVE,
     )
     await stack.store.allocate_dids(campaign, dids)
-    await stack.store.add_prospects(campaign, [(f"P{i}", f"+44207946020{i}", {}) for i in range(6)])
+    await stack.store.add_prospects(
+        campaign, [(f"P{i}", f"+44207946020{i}", {"plan": "gold"}) for i in range(6)]
+    )
     stack.runtime.campaigns_changed()
 
     await until(lambda: stack.campaign_status(campaign) == "completed", 30)
@@ -133,6 +139,17 @@ async def test_campaign_runs_to_completion_under_its_caps(stack: Stack, sipp) ->
     assert peak_overlap(calls) <= 2
     assert all(c.sip_worker == "sip-0" for c in calls)
     assert await peer.finished() == 0
+
+    # Every answered call was streamed to the agent's voice worker, with who and why in `start`.
+    sessions = await until(lambda: stack.worker.sessions if len(stack.worker.sessions) == 6 else None, 5)
+    starts = [session.start for session in sessions]
+    assert all(start is not None for start in starts)
+    params = [start["customParameters"] for start in starts if start is not None]
+    assert {p["campaign_id"] for p in params} == {str(campaign)}
+    assert {p["prospect_name"] for p in params} == {f"P{i}" for i in range(6)}
+    assert {(p["plan"], p["attempt_number"], p["direction"]) for p in params} == {("gold", "1", "outbound")}
+    assert {p["attempt_id"] for p in params} == {str(c.id) for c in calls}
+    assert all(session.media_frames > 0 for session in sessions), "audio flowed to the worker"
 
     metrics = stack.runtime.metrics
     await stack.runtime.refresh_metrics()
