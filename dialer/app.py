@@ -37,7 +37,7 @@ async def serve(settings: Settings, role: str = "all", *, ready: asyncio.Event |
     runtime = Runtime(settings, store, coordinator, rules)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(store, runtime=runtime),
+            create_app(store, runtime=runtime, metrics=runtime.metrics),
             host=settings.http_host,
             port=settings.http_port,
             log_config=None,

@@ -100,6 +100,19 @@ class Metrics:
         self.slots_capacity = Gauge(
             "dialer_slots_capacity", "Concurrent-call cap", ["kind", "id"], registry=r
         )
+        self.http_requests = Counter(
+            "dialer_http_requests",
+            "REST requests by route template",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "dialer_http_request_duration_seconds",
+            "REST request handling time",
+            ["method", "route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
         self.prospects = Gauge(
             "dialer_prospects", "Prospects by campaign and state", ["campaign", "state"], registry=r
         )
@@ -134,6 +147,13 @@ class Metrics:
         self.inbound.labels(outcome.value).inc()
         if talk_seconds is not None:
             self.duration.labels("inbound").observe(talk_seconds)
+
+    # ---- REST API ---------------------------------------------------------------------------------
+
+    def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """``route`` is the template (``/calls/{call_id}``), never the raw path: paths can hold numbers."""
+        self.http_requests.labels(method, route, str(status)).inc()
+        self.http_duration.labels(method, route).observe(seconds)
 
     # ---- snapshots refreshed by the runtime --------------------------------------------------------
 
