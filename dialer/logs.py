@@ -11,9 +11,20 @@ from datetime import UTC, datetime
 _PHONE_SHAPE = re.compile(r"(?<![\w-])\+?\d[\d ().-]{5,}\d(?![\w-])")
 
 
+# Digit runs that are not numbers: dotted IPv4 addresses and ISO dates (as in "2026-11-23 12:15").
+_NOT_A_PHONE = re.compile(r"\d{1,3}(\.\d{1,3}){3}|\d{4}-\d{2}-\d{2}\b.*")
+
+
+def _mask(match: re.Match[str]) -> str:
+    shape = match.group(0)
+    if _NOT_A_PHONE.fullmatch(shape) or sum(c.isdigit() for c in shape) < 7:
+        return shape
+    return "[phone]"
+
+
 def redact(text: str) -> str:
     """``text`` with anything shaped like a phone number replaced by ``[phone]``."""
-    return _PHONE_SHAPE.sub("[phone]", text)
+    return _PHONE_SHAPE.sub(_mask, text)
 
 
 class RedactingFilter(logging.Filter):
