@@ -69,3 +69,6 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Chatty at INFO: alembic lists its plugins at every start, APScheduler logs every 5 s job run.
+    for name in ("alembic", "apscheduler"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

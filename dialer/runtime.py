@@ -115,11 +115,6 @@ class Runtime:
         for record in await self.store.list_trunks():
             if record.spec.register:
                 await self.gateway.add_trunk(trunk_config(record))
-        log.info(
-            "SIP gateway up: %d workers, capacity %d calls",
-            len(self.gateway.workers()),
-            self.gateway.capacity(),
-        )
         self.single_calls.start()
         self._dispatching = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
         self._refreshing = asyncio.create_task(self._refresh_metrics_forever(), name="metrics-refresh")
