@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from dialer.domain import (
     CampaignPlan,
     CampaignStatus,
     NewAttempt,
+    OpenAttempt,
     Prospect,
     ProspectState,
     ProspectUpdate,
@@ -126,8 +128,16 @@ class Dispatcher:
         await self.reconcile()
         settle = asyncio.create_task(self._settle_events(), name="dispatch-settle")
         renew = asyncio.create_task(self._renew_leases(), name="dispatch-renew")
+        next_reconcile = time.monotonic() + self.lease_ttl
         try:
             while not self._stopping:
+                if time.monotonic() >= next_reconcile:
+                    # Calls of a node that died keep their leases until the TTL: settle them after.
+                    next_reconcile = time.monotonic() + self.lease_ttl
+                    try:
+                        await self.reconcile()
+                    except Exception:
+                        log.exception("reconciliation failed")
                 await self.fill_all()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.tick)
@@ -165,13 +175,16 @@ class Dispatcher:
     async def reconcile(self) -> int:
         """Attempts left ``dialing`` with no live call become ``unknown``; the policy decides next.
 
-        Never redials the same attempt: the attempt is ended, and any retry is a new attempt whose
-        time the campaign's failed-call policy sets.
+        A call is live when this node has it up, or when the lease it was dialled under is still
+        held (another node has it up, or a crashed node's lease has not run out yet: it is settled
+        on a later pass). Never redials the same attempt: the attempt is ended, and any retry is a
+        new attempt whose time the campaign's failed-call policy sets.
         """
         live = self.launcher.live_attempts() | set(self._live)
         settled = 0
-        for attempt_id, prospect in await self.store.open_attempts():
-            if attempt_id in live:
+        for open_attempt in await self.store.open_attempts():
+            attempt_id, prospect = open_attempt.attempt_id, open_attempt.prospect
+            if attempt_id in live or await self._lease_alive(open_attempt):
                 continue
             plan = await self.store.campaign_plan(prospect.campaign_id)
             now = self.clock()
@@ -186,6 +199,13 @@ class Dispatcher:
         if settled:
             log.warning("reconciled %d attempts left in flight as unknown", settled)
         return settled
+
+    async def _lease_alive(self, attempt: OpenAttempt) -> bool:
+        if attempt.lease_token is None:
+            return False
+        return await self.coordinator.holds(
+            campaign_resource(attempt.prospect.campaign_id), attempt.lease_token
+        )
 
     # ---- filling lines -------------------------------------------------------------------------
 

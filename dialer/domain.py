@@ -178,6 +178,15 @@ class AttemptResult:
 
 
 @dataclass(frozen=True)
+class OpenAttempt:
+    """An attempt not ended yet, as reconciliation sees it: its prospect and its lease token."""
+
+    attempt_id: UUID
+    prospect: Prospect
+    lease_token: int | None
+
+
+@dataclass(frozen=True)
 class ProspectUpdate:
     """What the retry policy decided for a prospect after an attempt."""
 

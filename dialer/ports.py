@@ -9,7 +9,15 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from dialer.domain import AttemptResult, CampaignPlan, CampaignStatus, NewAttempt, Prospect, ProspectUpdate
+from dialer.domain import (
+    AttemptResult,
+    CampaignPlan,
+    CampaignStatus,
+    NewAttempt,
+    OpenAttempt,
+    Prospect,
+    ProspectUpdate,
+)
 
 # --------------------------------------------------------------------------------------------------
 # Coordination: leases over counted slots, CPS buckets, leadership. In-process or Redis.
@@ -60,6 +68,14 @@ class Coordinator(ABC):
     @abstractmethod
     async def is_current(self, lease: Lease) -> bool:
         """Whether ``lease`` is still held: the fence a node checks before acting on it."""
+
+    @abstractmethod
+    async def holds(self, resource: str, token: int) -> bool:
+        """Whether a live lease with fencing token ``token`` holds ``resource``, whoever its holder.
+
+        Reconciliation asks this of an attempt row (which stores its lease token): while the
+        lease lives, some node still has the call up, so the attempt is not lost.
+        """
 
     @abstractmethod
     async def take_token(self, bucket: str, rate: float, burst: int) -> float:
@@ -129,7 +145,7 @@ class DialStore(ABC):
         """
 
     @abstractmethod
-    async def open_attempts(self, campaign_id: UUID | None = None) -> list[tuple[UUID, Prospect]]:
+    async def open_attempts(self, campaign_id: UUID | None = None) -> list[OpenAttempt]:
         """Attempts still ``dialing`` (not ended), with their prospects: the reconciliation input."""
 
     @abstractmethod

@@ -129,6 +129,9 @@ class MemoryCoordinator(Coordinator):
     async def in_use(self, resource: str) -> int:
         return len(self._live(resource, self._clock()))
 
+    async def holds(self, resource: str, token: int) -> bool:
+        return any(held == token for _, held in self._live(resource, self._clock()))
+
     async def is_current(self, lease: Lease) -> bool:
         return self._holds(lease, self._clock())
 

@@ -87,6 +87,18 @@ return redis.call('ZCOUNT', KEYS[1], string.format('(%d', now), '+inf')
 """
 )
 
+# KEYS[1] = a slot set. ARGV[1] = "|<token>": some unexpired member ends with it (members are holder|token).
+_HOLDS = (
+    _NOW
+    + """
+local suffix = ARGV[1]
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], string.format('(%d', now), '+inf')) do
+  if string.sub(member, -#suffix) == suffix then return 1 end
+end
+return 0
+"""
+)
+
 # KEYS = slot sets of the lease. ARGV[1] = member.
 _IS_CURRENT = (
     _NOW
@@ -161,6 +173,7 @@ class RedisCoordinator(Coordinator):
         self._release = client.register_script(_RELEASE)
         self._in_use = client.register_script(_IN_USE)
         self._is_current = client.register_script(_IS_CURRENT)
+        self._holds = client.register_script(_HOLDS)
         self._take_token = client.register_script(_TAKE_TOKEN)
         self._lead = client.register_script(_LEAD)
         self._resign = client.register_script(_RESIGN)
@@ -199,6 +212,11 @@ class RedisCoordinator(Coordinator):
 
     async def in_use(self, resource: str) -> int:
         return int(await self._in_use(keys=[keys.slot(self._ns, resource)]))
+
+    async def holds(self, resource: str, token: int) -> bool:
+        # The set holds at most the resource's capacity of live members: a scan of it is cheap.
+        reply = await self._holds(keys=[keys.slot(self._ns, resource)], args=[f"|{token}"])
+        return bool(int(reply))
 
     async def is_current(self, lease: Lease) -> bool:
         reply = await self._is_current(keys=self._slot_keys(lease.resources), args=[_member(lease)])

@@ -15,6 +15,7 @@ from dialer.domain import (
     CampaignPlan,
     CampaignStatus,
     NewAttempt,
+    OpenAttempt,
     Prospect,
     ProspectState,
     ProspectUpdate,
@@ -189,9 +190,9 @@ class SqlStore(DirectoryAdmin, CampaignAdmin, RoutingLookups, DirectoryCatalog, 
         return True
 
     @threaded
-    def open_attempts(self, campaign_id: UUID | None = None) -> list[tuple[UUID, Prospect]]:
+    def open_attempts(self, campaign_id: UUID | None = None) -> list[OpenAttempt]:
         query = (
-            sa.select(attempts.c.id.label("attempt_id"), *_PROSPECT)
+            sa.select(attempts.c.id.label("attempt_id"), attempts.c.lease_token, *_PROSPECT)
             .join(prospects, prospects.c.id == attempts.c.prospect_id)
             .where(attempts.c.ended_at.is_(None), attempts.c.campaign_id.is_not(None))
             .order_by(attempts.c.created_at)
@@ -199,7 +200,10 @@ class SqlStore(DirectoryAdmin, CampaignAdmin, RoutingLookups, DirectoryCatalog, 
         if campaign_id is not None:
             query = query.where(attempts.c.campaign_id == campaign_id)
         with self._engine.connect() as conn:
-            return [(row["attempt_id"], prospect_from_row(row)) for row in conn.execute(query).mappings()]
+            return [
+                OpenAttempt(row["attempt_id"], prospect_from_row(row), row["lease_token"])
+                for row in conn.execute(query).mappings()
+            ]
 
     @threaded
     def dials_since(self, tenant_id: UUID, phone: str, since: datetime) -> list[datetime]:

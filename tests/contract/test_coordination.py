@@ -355,3 +355,18 @@ async def test_make_coordinator_picks_the_adapter_without_connecting() -> None:
     remote = make_coordinator("redis://127.0.0.1:1/0", namespace="x")
     assert isinstance(remote, RedisCoordinator)
     await remote.close()
+
+
+async def test_holds_tells_whether_a_token_is_still_live_on_a_resource(store: Store) -> None:
+    c = store.coordinator
+    short = await c.acquire([Slot("campaign:x", 10), Slot("did:a", 10)], "node-1", SHORT)
+    long = await c.acquire([Slot("campaign:x", 10)], "node-2", LONG)
+    assert short is not None and long is not None
+    assert await c.holds("campaign:x", short.token) and await c.holds("did:a", short.token)
+    assert not await c.holds("did:a", long.token), "a token is held only on its own resources"
+    assert not await c.holds("campaign:x", max(short.token, long.token) + 1)
+    await store.advance(PAST_SHORT)
+    assert not await c.holds("campaign:x", short.token), "expired"
+    assert await c.holds("campaign:x", long.token)
+    await c.release(long)
+    assert not await c.holds("campaign:x", long.token), "released"

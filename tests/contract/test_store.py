@@ -298,9 +298,10 @@ async def test_open_attempts(store: SqlStore) -> None:
         assert await store.claim_attempt(attempt, T0)
     await store.finish_attempt(attempts[1].id, ended(Outcome.FAILED, T0), retry_at(T0, Outcome.FAILED))
     everywhere = await store.open_attempts()
-    assert {attempt_id for attempt_id, _ in everywhere} == {attempts[0].id, attempts[2].id}
-    [(attempt_id, prospect)] = await store.open_attempts(a.campaign)
-    assert attempt_id == attempts[0].id and prospect.id == a1.id and prospect.state is ProspectState.DIALING
+    assert {o.attempt_id for o in everywhere} == {attempts[0].id, attempts[2].id}
+    [only] = await store.open_attempts(a.campaign)
+    assert only.attempt_id == attempts[0].id and only.lease_token == attempts[0].lease_token
+    assert only.prospect.id == a1.id and only.prospect.state is ProspectState.DIALING
 
 
 async def test_dials_since_and_did_dials_since(store: SqlStore) -> None:

@@ -271,6 +271,8 @@ async def test_crash_reconciliation_settles_unknown_and_never_redials_the_attemp
     # A new process: nothing is live in its launcher; the three attempts are still 'dialing'.
     fresh = FakeLauncher()
     survivor = world.dispatcher(fresh, "node-b")
+    assert await survivor.reconcile() == 0, "their leases still live: the calls may still be up somewhere"
+    await asyncio.sleep(0.4)  # the dead node never renews: its leases run out
     assert await survivor.reconcile() == 3
     assert await survivor.reconcile() == 0, "reconciliation is idempotent"
     rows = await world.attempt_rows()
@@ -279,10 +281,35 @@ async def test_crash_reconciliation_settles_unknown_and_never_redials_the_attemp
     # The retry is a new attempt, after the failed-call delay, never the lost attempt again.
     assert await survivor.fill_all() == 0
     world.clock.advance(seconds=300)
-    assert await survivor.fill_all() == 0, "the dead node's leases still hold every DID until their TTL"
-    await asyncio.sleep(0.4)
     assert await survivor.fill_all() == 3
     assert not lost & {r.attempt_id for r in fresh.placed}
+
+
+async def test_a_starting_node_leaves_another_nodes_live_calls_alone(make_world) -> None:  # type: ignore[no-untyped-def]
+    world: World = await make_world(prospects=2, did_cap=1)
+    busy = FakeLauncher()
+    assert await world.dispatcher(busy, "node-a").fill_all() == 2
+    newcomer = world.dispatcher(FakeLauncher(), "node-b")
+    assert await newcomer.reconcile() == 0
+    assert {r.outcome for r in await world.attempt_rows()} == {None}, "still dialling on node-a"
+    assert await newcomer.fill_all() == 0, "and never dialled a second time"
+
+
+async def test_run_reconciles_periodically(make_world) -> None:  # type: ignore[no-untyped-def]
+    world: World = await make_world(prospects=1, did_cap=1)
+    assert await world.dispatcher(FakeLauncher(), "node-a", lease_ttl=0.2).fill_all() == 1
+    survivor = world.dispatcher(FakeLauncher(), "node-b", lease_ttl=0.2)
+    running = asyncio.create_task(survivor.run())
+    try:
+        for _ in range(100):
+            rows = await world.attempt_rows()
+            if rows and rows[0].outcome == Outcome.UNKNOWN.value:
+                break
+            await asyncio.sleep(0.02)
+        assert [r.outcome for r in await world.attempt_rows()] == [Outcome.UNKNOWN.value]
+    finally:
+        survivor.stop()
+        await running
 
 
 async def test_reconcile_leaves_live_calls_alone(make_world) -> None:  # type: ignore[no-untyped-def]
