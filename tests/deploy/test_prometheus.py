@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,7 +16,9 @@ from prometheus_client import generate_latest
 from dialer.metrics import Metrics, SipWorkerCollector
 from dialer.outcome import Outcome
 
-RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules.yml"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+RULES = DEPLOY / "prometheus" / "rules.yml"
+DASHBOARD = DEPLOY / "grafana" / "dialer-dashboard.json"
 PROMTOOL = shutil.which("promtool")
 
 needs_promtool = pytest.mark.skipif(
@@ -36,6 +39,7 @@ def exercised() -> Metrics:
     metrics.window_blocked.labels("legal_hours").inc()
     metrics.dispatch_lag.observe(0.2)
     metrics.leases_lost.inc()
+    metrics.http_request("GET", "/campaigns/{id}", 200, 0.01)
     metrics.set_slots("trunk", uuid4(), 3, 10)
     metrics.set_prospects(uuid4(), {"pending": 5, "completed": 2})
     metrics.registry.register(SipWorkerCollector(lambda: {"sip-0": 123, "sip-1": None}, lambda: 4))
@@ -65,3 +69,22 @@ def test_promtool_lints_the_exposition() -> None:
     text = generate_latest(exercised().registry)
     done = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, timeout=60)
     assert done.returncode == 0, (done.stdout + done.stderr).decode()
+
+
+def test_grafana_dashboard_queries_only_exported_series_and_recorded_rules() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    exprs += [
+        v["query"]["query"] for v in dashboard["templating"]["list"] if isinstance(v.get("query"), dict)
+    ]
+    text = "\n".join(exprs)
+    exported = set(
+        re.findall(r"^(dialer_[a-z_]+)", generate_latest(exercised().registry).decode(), re.MULTILINE)
+    )
+    recorded = set(re.findall(r"record: (dialer:[a-z0-9_:]+)", RULES.read_text()))
+    series = set(re.findall(r"\b(dialer_[a-z_]+)", text))
+    rules = set(re.findall(r"\b(dialer:[a-z0-9_:]+)", text))
+    assert series and rules
+    assert series <= exported, f"the dashboard queries series nobody exports: {sorted(series - exported)}"
+    assert rules <= recorded, f"the dashboard queries rules nobody records: {sorted(rules - recorded)}"
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
