@@ -10,10 +10,11 @@ from uuid import UUID
 from fastapi import Depends, Request
 
 from api.errors import BadRequest, Forbidden, RateLimited, Unauthorized
-from api.ratelimit import RateLimits, TokenBuckets
+from api.ratelimit import RateLimits, SharedBuckets, TokenBuckets
 from api.runtime import ApiRuntime
 from dialer.storage import SqlStore
 from dialer.storage.directory import SECRET_SCOPE, hash_api_key
+from dialer.webhooks import WebhookEmitter
 
 # Routes with the seed's stricter allowance (they place real calls); every other route is "general".
 _CALL_CREATION = frozenset({("POST", "/calls/create")})
@@ -27,6 +28,8 @@ class Services:
     runtime: ApiRuntime | None
     limits: RateLimits = field(default_factory=RateLimits)
     buckets: TokenBuckets = field(default_factory=TokenBuckets)
+    shared: SharedBuckets | None = None  # set: buckets live in the coordinator (Redis), not in-process
+    webhooks: WebhookEmitter | None = None  # None: no events are sent (an API without a sender)
 
 
 @dataclass(frozen=True)
@@ -71,17 +74,18 @@ async def authenticate(request: Request) -> Principal:
         raise Unauthorized("INVALID_API_KEY", "API key is invalid or revoked")
     tenant_id, scope = found
     principal = Principal(tenant_id, scope, hash_api_key(key))
-    _spend(request, principal)
+    await _spend(request, principal)
     return principal
 
 
-def _spend(request: Request, principal: Principal) -> None:
+async def _spend(request: Request, principal: Principal) -> None:
     svc = services(request)
     route = request.scope.get("route")
     path = getattr(route, "path", request.url.path)
     limit = svc.limits.call_creation if (request.method, path) in _CALL_CREATION else svc.limits.general
     # Bucket by key hash: the plaintext key never sits in memory longer than the request.
-    wait = svc.buckets.take(f"{principal.key_hash}:{request.method}:{path}", limit)
+    bucket = f"{principal.key_hash}:{request.method}:{path}"
+    wait = await svc.shared.take(bucket, limit) if svc.shared else svc.buckets.take(bucket, limit)
     if wait > 0:
         retry_after = str(max(1, math.ceil(wait)))
         raise RateLimited(

@@ -1,4 +1,8 @@
-"""Per-key, per-route token buckets (in-process) behind the API's 429 ``RATE_LIMITED`` answers."""
+"""Per-key, per-route token buckets behind the API's 429 ``RATE_LIMITED`` answers.
+
+In-process (``TokenBuckets``) by default; ``SharedBuckets`` keeps them in the coordination store
+(Redis when ``DIALER_REDIS_URL`` is set) so that every API replica spends from the same bucket.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from dialer.ports import Coordinator
 
 
 @dataclass(frozen=True)
@@ -52,3 +58,17 @@ class TokenBuckets:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class SharedBuckets:
+    """Token buckets in the coordinator (``Coordinator.take_token``): shared by all API replicas.
+
+    Keys are ``ratelimit:<key hash>:<method>:<route>``; the Redis key and its TTL are defined in
+    dialer/coordination/keys.py (``bucket``).
+    """
+
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.coordinator = coordinator
+
+    async def take(self, key: str, limit: Limit) -> float:
+        return await self.coordinator.take_token(f"ratelimit:{key}", limit.per_minute / 60.0, limit.burst)

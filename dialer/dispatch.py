@@ -257,6 +257,7 @@ class Dispatcher:
             plan.id, CampaignStatus.COMPLETED, expect=[CampaignStatus.ACTIVE]
         ):
             log.info("campaign %s completed", plan.id)
+            self.observer.campaign_completed(plan.id)
 
     async def _dial_one(self, plan: CampaignPlan, prospect: Prospect, now: datetime) -> str:
         """Try one prospect: 'placed', 'skipped' (deferred or lost the claim) or 'stop' (caps full)."""

@@ -116,6 +116,12 @@ class Metrics:
         self.prospects = Gauge(
             "dialer_prospects", "Prospects by campaign and state", ["campaign", "state"], registry=r
         )
+        self.webhook_deliveries = Counter(
+            "dialer_webhook_deliveries",
+            "Webhook POSTs by result: delivered, retried, failed (gave up), dropped (queue full)",
+            ["result"],
+            registry=r,
+        )
 
     # ---- outbound calls (through MeteredLauncher) ------------------------------------------------
 
@@ -154,6 +160,12 @@ class Metrics:
         """``route`` is the template (``/calls/{call_id}``), never the raw path: paths can hold numbers."""
         self.http_requests.labels(method, route, str(status)).inc()
         self.http_duration.labels(method, route).observe(seconds)
+
+    # ---- webhooks -----------------------------------------------------------------------------------
+
+    def webhook_delivery(self, result: str) -> None:
+        """``result``: delivered, retried, failed or dropped (never a URL: it may carry a token)."""
+        self.webhook_deliveries.labels(result).inc()
 
     # ---- snapshots refreshed by the runtime --------------------------------------------------------
 

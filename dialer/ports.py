@@ -269,6 +269,9 @@ class DispatchObserver:
     def lease_lost(self, campaign_id: UUID) -> None:
         """A live call lost its cap lease and is being hung up."""
 
+    def campaign_completed(self, campaign_id: UUID) -> None:
+        """The campaign ran out of prospects to dial and was marked ``completed``."""
+
 
 class LauncherFull(Exception):
     """No SIP line is free; the attempt was not sent."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from uuid import UUID
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -26,7 +27,7 @@ def utc_now() -> datetime:
 
 
 class CampaignScheduler:
-    """Starts campaigns whose ``scheduled_start_time`` has come, then wakes the dispatcher."""
+    """Starts campaigns whose ``scheduled_start_time`` has come; ``on_started(id)`` follows each start."""
 
     def __init__(
         self,
@@ -34,7 +35,7 @@ class CampaignScheduler:
         coordinator: Coordinator,
         node_id: str,
         *,
-        on_started: Callable[[], None] = lambda: None,
+        on_started: Callable[[UUID], None] = lambda campaign_id: None,
         interval: float = 5.0,
         lead_ttl: float = 15.0,
         clock: Callable[[], datetime] = utc_now,
@@ -87,7 +88,7 @@ class CampaignScheduler:
         return await start_due_campaigns(self.store, self.clock(), self.on_started)
 
 
-async def start_due_campaigns(store: SqlStore, now: datetime, on_started: Callable[[], None]) -> int:
+async def start_due_campaigns(store: SqlStore, now: datetime, on_started: Callable[[UUID], None]) -> int:
     """Move every ``scheduled`` campaign whose start time has come to ``active``; returns how many."""
     started = 0
     for campaign_id in await store.scheduled_campaigns_due(now):
@@ -96,6 +97,5 @@ async def start_due_campaigns(store: SqlStore, now: datetime, on_started: Callab
         ):
             log.info("campaign %s started on schedule", campaign_id)
             started += 1
-    if started:
-        on_started()
+            on_started(campaign_id)
     return started

@@ -144,7 +144,13 @@ async def resume_campaign(cid: CampaignId, key: SecretKey, svc: Svc) -> Transiti
 @router.post("/{id}/schedule-start", response_model=Scheduled)
 @validation_code("BAD_REQUEST_FORMAT")
 async def schedule_start(cid: CampaignId, body: ScheduleStart, key: SecretKey, svc: Svc) -> Scheduled:
-    """Start the campaign automatically at ``scheduled_start_time`` (kept in the database)."""
+    """Start the campaign automatically at ``scheduled_start_time`` (kept in the database).
+
+    The time is stored on the campaign row (status ``scheduled``); a leader-elected APScheduler job
+    (scheduler/jobs.py) polls for due rows and starts them, so the start survives restarts. There is
+    deliberately no APScheduler SQLAlchemy job store: several scheduler processes sharing one would
+    each run the job, whereas one leader polling the table starts each campaign exactly once.
+    """
     await service.owned_campaign(svc.store, key.tenant_id, cid)
     when = service.parse_start_time(body.scheduled_start_time, datetime.now(UTC))
     if not await svc.store.schedule_campaign(cid, when):

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import SecretKey, Store
-from api.errors import BadRequest
-from api.schemas.directory import DncAdded, DncCreate, DncList, DncPublic
+from api.errors import BadRequest, NotFound
+from api.schemas.directory import DncAdded, DncCreate, DncList, DncPublic, DncRemoved
 from dialer.phone import InvalidPhoneNumber, parse_phone
 
 router = APIRouter(prefix="/dnc", tags=["do not call"])
@@ -36,3 +36,15 @@ async def list_dnc(
     entries, total = await store.list_dnc(key.tenant_id, limit=limit, offset=offset)
     data = [DncPublic(phone=e.phone, reason=e.reason, created_at=e.created_at) for e in entries]
     return DncList(data=data, total=total, limit=limit, offset=offset)
+
+
+@router.delete("/{phone}", response_model=DncRemoved)
+async def remove_dnc(phone: str, key: SecretKey, store: Store) -> DncRemoved:
+    """Take a number off the list (URL-encode the ``+`` as ``%2B``); prospects it stopped stay stopped."""
+    try:
+        normalised = parse_phone(phone, await store.tenant_region(key.tenant_id))
+    except InvalidPhoneNumber as exc:
+        raise BadRequest("VALIDATION_ERROR", f"phone: {exc.reason}") from None
+    if not await store.remove_dnc(key.tenant_id, normalised):
+        raise NotFound("DNC_ENTRY_NOT_FOUND", "this number is not on your do-not-call list")
+    return DncRemoved(phone=normalised, removed=True)

@@ -24,6 +24,13 @@ _UPLOAD_BODY: dict[str, Any] = {
             "application/json": {
                 "schema": ProspectBatch.model_json_schema(ref_template="#/components/schemas/{model}")
             },
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
             "text/csv": {
                 "schema": {"type": "string"},
                 "example": "name,phone,plan\nJane Roe,+14155552671,gold\n",
@@ -39,13 +46,18 @@ def prospect_id(pid: str) -> UUID:
 
 @router.post("", response_model=ProspectUpload, openapi_extra=_UPLOAD_BODY)
 async def upload_prospects(cid: CampaignId, request: Request, key: SecretKey, svc: Svc) -> ProspectUpload:
-    """Add up to 10,000 prospects (JSON or ``text/csv``); invalid rows reported, duplicates skipped."""
+    """Add up to 10,000 prospects (JSON, ``text/csv``, or a CSV file in multipart field ``file``).
+
+    Invalid rows are reported with their row numbers; duplicates by phone are skipped.
+    """
     campaign = await owned_campaign(svc.store, key.tenant_id, cid)
-    raw = await request.body()
-    if service.is_csv(request.headers.get("content-type", "")):
-        candidates = service.candidates_from_csv(raw)
+    content_type = request.headers.get("content-type", "")
+    if service.is_multipart(content_type):
+        candidates = service.candidates_from_csv(await service.uploaded_file(request))
+    elif service.is_csv(content_type):
+        candidates = service.candidates_from_csv(await request.body())
     else:
-        candidates = service.candidates_from_json(raw)
+        candidates = service.candidates_from_json(await request.body())
     return await service.upload(svc, campaign, candidates)
 
 

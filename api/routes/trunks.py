@@ -1,4 +1,4 @@
-"""Trunk routes: create, list and read the tenant's SIP trunks (passwords are never returned)."""
+"""Trunk routes: create, list, read, change and remove the tenant's SIP trunks (passwords never returned)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from uuid import UUID
 from fastapi import APIRouter, Depends
 
 from api.deps import SecretKey, Store, parse_id
-from api.errors import Conflict, NotFound
-from api.schemas.directory import TrunkCreate, TrunkList, TrunkPublic
+from api.errors import BadRequest, Conflict, NotFound, validation_code
+from api.schemas.directory import Deleted, TrunkCreate, TrunkList, TrunkPublic, TrunkUpdate
 from dialer.storage import Conflict as StoredAlready
 from dialer.storage import TrunkRecord, TrunkSpec
 
@@ -18,6 +18,9 @@ router = APIRouter(prefix="/trunks", tags=["trunks"])
 
 def trunk_id(id: str) -> UUID:
     return parse_id(id, "BAD_REQUEST_FORMAT", "trunk id")
+
+
+TrunkId = Annotated[UUID, Depends(trunk_id)]
 
 
 def _public(t: TrunkRecord) -> TrunkPublic:
@@ -63,9 +66,43 @@ async def list_trunks(key: SecretKey, store: Store) -> TrunkList:
 
 
 @router.get("/{id}", response_model=TrunkPublic)
-async def get_trunk(tid: Annotated[UUID, Depends(trunk_id)], key: SecretKey, store: Store) -> TrunkPublic:
+async def get_trunk(tid: TrunkId, key: SecretKey, store: Store) -> TrunkPublic:
     """One trunk."""
     found = await store.tenant_trunk(key.tenant_id, tid)
     if found is None:
         raise NotFound("TRUNK_NOT_FOUND", "trunk not found")
     return _public(found)
+
+
+@router.patch("/{id}", response_model=TrunkPublic)
+@validation_code("VALIDATION_ERROR")
+async def update_trunk(tid: TrunkId, body: TrunkUpdate, key: SecretKey, store: Store) -> TrunkPublic:
+    """Change some settings; absent fields stay. A new password is stored, never echoed."""
+    changes = body.model_dump(exclude_unset=True)
+    if "register_enabled" in changes:
+        changes["register"] = changes.pop("register_enabled")
+    nullable = {"username", "password", "outbound_proxy"}
+    if bad := sorted(k for k, v in changes.items() if v is None and k not in nullable):
+        raise BadRequest("VALIDATION_ERROR", f"{bad[0]}: may not be null")
+    if not changes:
+        raise BadRequest("BAD_REQUEST", "No fields provided")
+    try:
+        found = await store.update_trunk(key.tenant_id, tid, changes)
+    except StoredAlready:
+        raise Conflict("CONFLICT", "a trunk with this name exists already") from None
+    updated = await store.tenant_trunk(key.tenant_id, tid) if found else None
+    if updated is None:
+        raise NotFound("TRUNK_NOT_FOUND", "trunk not found")
+    return _public(updated)
+
+
+@router.delete("/{id}", response_model=Deleted)
+async def delete_trunk(tid: TrunkId, key: SecretKey, store: Store) -> Deleted:
+    """Remove a trunk; 409 CONFLICT while phone numbers still use it."""
+    try:
+        found = await store.delete_trunk(key.tenant_id, tid)
+    except StoredAlready as exc:
+        raise Conflict("CONFLICT", f"trunk is in use: {exc}") from None
+    if not found:
+        raise NotFound("TRUNK_NOT_FOUND", "trunk not found")
+    return Deleted(id=tid)

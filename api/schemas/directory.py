@@ -9,6 +9,19 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
+def iso_codes(value: list[str]) -> list[str]:
+    codes = [c.strip().upper() for c in value]
+    if any(len(c) != 2 or not c.isalpha() for c in codes):
+        raise ValueError("countries are ISO 3166 alpha-2 codes such as US")
+    return codes
+
+
+def worker_scheme(value: str) -> str:
+    if not value.startswith(("ws://", "wss://", "sip:", "sips:")):
+        raise ValueError("worker_url must be a ws://, wss:// or sip: URI")
+    return value
+
+
 class TrunkCreate(BaseModel):
     """A SIP trunk; ``password`` is write-only (never returned, never logged)."""
 
@@ -32,13 +45,43 @@ class TrunkCreate(BaseModel):
     @field_validator("allowed_countries")
     @classmethod
     def _iso_codes(cls, value: list[str]) -> list[str]:
-        codes = [c.strip().upper() for c in value]
-        if any(len(c) != 2 or not c.isalpha() for c in codes):
-            raise ValueError("countries are ISO 3166 alpha-2 codes such as US")
-        return codes
+        return iso_codes(value)
 
     def __repr__(self) -> str:  # keep the password out of reprs that end up in logs
         return f"TrunkCreate(name={self.name!r}, host={self.host!r})"
+
+
+class TrunkUpdate(BaseModel):
+    """Fields to change; absent ones stay. ``password`` is write-only (null clears it)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    name: str | None = Field(None, min_length=1, max_length=100)
+    host: str | None = Field(None, min_length=1, max_length=255)
+    port: int | None = Field(None, ge=1, le=65535)
+    transport: Literal["udp", "tcp", "tls"] | None = None
+    username: str | None = None
+    password: str | None = Field(None, json_schema_extra={"writeOnly": True})
+    register_enabled: bool | None = Field(None, alias="register")
+    outbound_proxy: str | None = None
+    max_concurrent_calls: int | None = Field(None, ge=1, le=10_000)
+    max_cps: float | None = Field(None, gt=0, le=1000)
+    refer_supported: bool | None = None
+    refer_uri_style: Literal["sip", "tel"] | None = None
+    allowed_countries: list[str] | None = None
+    accept_inbound_refer: bool | None = None
+
+    @field_validator("allowed_countries")
+    @classmethod
+    def _iso_codes(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else iso_codes(value)
+
+    def __repr__(self) -> str:  # keep the password out of reprs that end up in logs
+        return f"TrunkUpdate(fields={sorted(self.model_fields_set)!r})"
+
+
+class Deleted(BaseModel):
+    success: bool = True
+    id: UUID
 
 
 class TrunkPublic(BaseModel):
@@ -73,9 +116,19 @@ class AgentCreate(BaseModel):
     @field_validator("worker_url")
     @classmethod
     def _scheme(cls, value: str) -> str:
-        if not value.startswith(("ws://", "wss://", "sip:", "sips:")):
-            raise ValueError("worker_url must be a ws://, wss:// or sip: URI")
-        return value
+        return worker_scheme(value)
+
+
+class AgentUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1, max_length=200)
+    worker_url: str | None = None
+    transfer_number: str | None = Field(None, description="null removes it")
+
+    @field_validator("worker_url")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        return None if value is None else worker_scheme(value)
 
 
 class AgentPublic(BaseModel):
@@ -105,6 +158,12 @@ class DncPublic(BaseModel):
     phone: str
     reason: str
     created_at: datetime
+
+
+class DncRemoved(BaseModel):
+    success: bool = True
+    phone: str
+    removed: bool
 
 
 class DncList(BaseModel):

@@ -163,6 +163,8 @@ async def create_campaign(svc: Services, tenant_id: UUID, body: CampaignCreate) 
         )
         if started and svc.runtime is not None:
             svc.runtime.campaigns_changed()
+        if started and svc.webhooks is not None:
+            svc.webhooks.campaign_changed(tenant_id, campaign_id, "start", CampaignStatus.ACTIVE.value)
     message = "Campaign created and started successfully" if started else "Campaign created successfully"
     return CampaignCreated(
         campaign_id=campaign_id,
@@ -183,6 +185,8 @@ async def transition(svc: Services, record: CampaignRecord, verb: str) -> Campai
         raise Conflict("INVALID_CAMPAIGN_TRANSITION", f"cannot {verb} a campaign that is {status}")
     if rule.target is CampaignStatus.ACTIVE and svc.runtime is not None:
         svc.runtime.campaigns_changed()
+    if svc.webhooks is not None:
+        svc.webhooks.campaign_changed(record.tenant_id, record.id, verb, rule.target.value)
     return rule.target
 
 

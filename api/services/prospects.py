@@ -6,6 +6,7 @@ import csv
 import io
 
 from pydantic import ValidationError
+from starlette.requests import Request
 
 from api.deps import Services
 from api.errors import BadRequest
@@ -71,3 +72,22 @@ async def upload(svc: Services, campaign: CampaignRecord, candidates: list[Candi
 
 def is_csv(content_type: str) -> bool:
     return content_type.split(";")[0].strip().lower() in ("text/csv", "application/csv")
+
+
+def is_multipart(content_type: str) -> bool:
+    return content_type.split(";")[0].strip().lower() == "multipart/form-data"
+
+
+async def uploaded_file(request: Request) -> bytes:
+    """The bytes of the multipart field ``file`` (a CSV); VALIDATION_ERROR when it is missing."""
+    try:
+        form = await request.form(max_files=1, max_fields=10)
+    except Exception:  # malformed multipart bodies raise several parser exception types
+        raise BadRequest("VALIDATION_ERROR", "malformed multipart body") from None
+    try:  # close every part, the unused ones too: each is a spooled temporary file
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise BadRequest("VALIDATION_ERROR", "multipart upload needs a CSV file in the field 'file'")
+        return await upload.read()
+    finally:
+        await form.close()

@@ -248,3 +248,10 @@ class DirectoryAdmin(SqlBase):
                 .values(state=ProspectState.DNC.value, updated_at=utcnow())
             )
             return moved.rowcount
+
+    async def opt_out(self, tenant_id: UUID, phone: str, reason: str = "opted out during a call") -> int:
+        """The callee asked not to be called again (voice-worker event or DTMF): ``add_dnc`` with a reason.
+
+        Every later attempt to the number stops at once; returns how many waiting prospects it stopped.
+        """
+        return await self.add_dnc(tenant_id, phone, reason)

@@ -26,6 +26,7 @@ from dialer.storage.base import threaded, utcnow
 from dialer.storage.campaigns import CampaignAdmin
 from dialer.storage.catalog import DirectoryCatalog
 from dialer.storage.directory import DirectoryAdmin
+from dialer.storage.edits import DirectoryEdits
 from dialer.storage.plan import load_plan
 from dialer.storage.records import PROSPECT_COLUMNS, prospect_from_row
 from dialer.storage.routing import RoutingLookups
@@ -37,6 +38,7 @@ from dialer.storage.tables import (
     prospects,
 )
 from dialer.storage.views import CampaignViews
+from dialer.storage.webhooks import WebhookAdmin
 
 _PROSPECT = [prospects.c[name] for name in PROSPECT_COLUMNS]
 PENDING = ProspectState.PENDING.value
@@ -70,7 +72,16 @@ def _if_dialing(value: Any, column: sa.Column[Any]) -> sa.ColumnElement[Any]:
     return sa.case((prospects.c.state == DIALING, sa.literal(value, column.type)), else_=column)
 
 
-class SqlStore(DirectoryAdmin, CampaignAdmin, RoutingLookups, DirectoryCatalog, CampaignViews, DialStore):
+class SqlStore(
+    DirectoryAdmin,
+    CampaignAdmin,
+    RoutingLookups,
+    DirectoryCatalog,
+    DirectoryEdits,
+    CampaignViews,
+    WebhookAdmin,
+    DialStore,
+):
     """Persistent truth for dialling in SQLite (embedded default) or PostgreSQL.
 
     ``SqlStore(url)`` makes the engine but connects lazily; call ``migrate()`` once at start-up and

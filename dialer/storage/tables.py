@@ -273,6 +273,48 @@ class DncEntryRow(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
+class WebhookRow(SQLModel, table=True):
+    """A tenant's webhook endpoint and the events it subscribes to.
+
+    ``secret`` is kept in clear on purpose: signing with HMAC-SHA256 needs the key itself (a hash of it
+    could not sign). It is shown to the tenant once, at creation, and never returned again.
+    """
+
+    __tablename__ = "webhooks"
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    tenant_id: UUID = Field(foreign_key="tenants.id", ondelete="CASCADE", index=True)
+    url: str
+    events: list[str] = Field(default_factory=list, sa_type=JSON)
+    secret: str
+    description: str = ""
+    created_at: datetime = _ts()
+
+
+class WebhookDeliveryRow(SQLModel, table=True):
+    """One event for one endpoint: the exact body sent, and how its attempts went."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        # Start-up re-queue and the retry sweep read pending rows by due time.
+        sa.Index("ix_webhook_deliveries_pending", "status", "next_attempt_at"),
+        sa.Index("ix_webhook_deliveries_webhook", "webhook_id", "created_at"),
+    )
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    webhook_id: UUID = _fk("webhooks.id")
+    tenant_id: UUID = _fk("tenants.id")
+    event_id: UUID
+    event_type: str
+    payload: str  # the JSON body, byte for byte what is signed and sent on every attempt
+    status: str = "pending"  # pending | delivered | failed
+    attempts: int = 0
+    http_status: int | None = None
+    last_error: str | None = None
+    next_attempt_at: datetime | None = _opt_ts()
+    locked_until: datetime | None = _opt_ts()  # a sender's claim on the row while its POST is out
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
 def table(model: type[SQLModel]) -> sa.Table:
     """The Core table behind a SQLModel class (queries here are Core statements)."""
     t: sa.Table = SQLModel.metadata.tables[str(model.__tablename__)]
@@ -290,3 +332,5 @@ campaign_dids = table(CampaignDidRow)
 prospects = table(ProspectRow)
 attempts = table(AttemptRow)
 dnc_entries = table(DncEntryRow)
+webhooks = table(WebhookRow)
+webhook_deliveries = table(WebhookDeliveryRow)

@@ -227,3 +227,17 @@ class CampaignViews(SqlBase):
         with self._engine.begin() as conn:
             result = conn.execute(sa.update(campaigns).where(campaigns.c.id == campaign_id).values(values))
             return result.rowcount == 1
+
+    @threaded
+    def record_transfer(self, call_id: UUID, to: str | None, method: str, result: str) -> bool:
+        """Set a call's transfer target (None: keep the stored one), method and result; False if unknown.
+
+        Written when a transfer starts (result ``pending``) and again when it settles, whether or not
+        the call has ended meanwhile (a completed REFER ends the call at about the same time).
+        """
+        values: dict[str, Any] = {"transfer_method": method, "transfer_result": result}
+        if to is not None:
+            values["transfer_to"] = to
+        with self._engine.begin() as conn:
+            result_ = conn.execute(sa.update(attempts).where(attempts.c.id == call_id).values(values))
+            return result_.rowcount == 1

@@ -176,6 +176,6 @@ async def test_openapi_and_docs_are_served(acme: Tenant) -> None:
     ):
         assert path in spec["paths"]
     upload = spec["paths"]["/campaigns/{id}/prospects"]["post"]["requestBody"]["content"]
-    assert set(upload) == {"application/json", "text/csv"}
+    assert set(upload) == {"application/json", "text/csv", "multipart/form-data"}
     docs = await acme.anonymous.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()

@@ -229,3 +229,35 @@ async def test_transfer_defaults_to_the_agent_number(
     live = await finished(store, acme, None, at=T0, agent=agent)
     assert (await acme.client.post(f"/calls/{live}/transfer", json={})).status_code == 200
     assert runtime.transfers == [(acme.id, live, "+14155550142", "auto")]
+
+
+async def test_seed_human_transfer_tool(
+    acme: Tenant, other: Tenant, store: SqlStore, runtime: FakeRuntime
+) -> None:
+    live = await finished(store, acme, None, at=T0)
+    done = await finished(store, acme, Outcome.ANSWERED, at=T0)
+    url = "/webhook/human-transfer"
+    # The seed's body verbatim (international digits, no '+'), call id in the body...
+    moved = await acme.client.post(url, json={"to_number": "919182517283", "call_id": str(live)})
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["success"] is True and moved.json()["call_id"] == str(live)
+    # ...or in the query, as the tool's request.query would put it.
+    again = await acme.client.post(f"{url}?call_id={live}", json={"to_number": "+14155550199"})
+    assert again.status_code == 200, again.text
+    assert runtime.transfers == [
+        (acme.id, live, "+919182517283", "auto"),
+        (acme.id, live, "+14155550199", "auto"),
+    ]
+    assert_error(await acme.client.post(url, json={"to_number": "919182517283"}), 400, "VALIDATION_ERROR")
+    assert_error(await acme.client.post(url, json={"call_id": "nope"}), 400, "VALIDATION_ERROR")
+    assert_error(
+        await acme.client.post(url, json={"call_id": str(live)}), 400, "VALIDATION_ERROR"
+    )  # no default
+    body = {"to_number": "+14155550199", "call_id": str(live)}
+    assert_error(await acme.anonymous.post(url, json=body), 401, "UNAUTHORIZED")
+    assert_error(await acme.public.post(url, json=body), 403, "INSUFFICIENT_SCOPE")
+    assert_error(await other.client.post(url, json=body), 404, "CALL_NOT_FOUND")
+    assert_error(await acme.client.post(url, json=body | {"call_id": str(done)}), 409, "CALL_ENDED")
+    runtime.reject = "REFER refused and no bridge"
+    assert_error(await acme.client.post(url, json=body), 502, "UPSTREAM_SERVICE_ERROR")
+    assert len(runtime.transfers) == 2

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from uuid import UUID
 
+import pytest
+
 from dialer.domain import ProspectState
 from dialer.storage import SqlStore
 from tests.api.conftest import DID, Tenant, assert_error
@@ -102,3 +104,63 @@ async def test_dnc_stops_waiting_prospects(acme: Tenant, other: Tenant, store: S
     assert (await other.client.get("/dnc")).json()["total"] == 0
     assert_error(await acme.client.post("/dnc", json={"phone": "nope"}), 400, "VALIDATION_ERROR")
     assert_error(await acme.client.get("/dnc?limit=0"), 400, "VALIDATION_ERROR")
+
+
+async def test_trunk_patch_and_delete(
+    acme: Tenant, other: Tenant, store: SqlStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    spare = (await acme.client.post("/trunks", json={"name": "spare", "host": "h.example"})).json()["id"]
+    patched = await acme.client.patch(
+        f"/trunks/{spare}", json={"password": "s3cret-pw", "max_cps": 5, "register": True}
+    )
+    assert patched.status_code == 200, patched.text
+    body = patched.json()
+    assert body["has_password"] is True and body["max_cps"] == 5 and body["register"] is True
+    assert "s3cret-pw" not in patched.text and "s3cret-pw" not in caplog.text
+    stored = await store.tenant_trunk(acme.id, UUID(spare))
+    assert stored is not None and stored.spec.password == "s3cret-pw"
+    assert_error(await acme.client.patch(f"/trunks/{spare}", json={"name": "main"}), 409, "CONFLICT")
+    assert_error(await acme.client.patch(f"/trunks/{spare}", json={}), 400, "BAD_REQUEST")
+    assert_error(await acme.client.patch(f"/trunks/{spare}", json={"port": 0}), 400, "VALIDATION_ERROR")
+    assert_error(await acme.client.patch(f"/trunks/{spare}", json={"host": None}), 400, "VALIDATION_ERROR")
+    assert_error(await other.client.patch(f"/trunks/{spare}", json={"max_cps": 1}), 404, "TRUNK_NOT_FOUND")
+    assert_error(await other.client.delete(f"/trunks/{spare}"), 404, "TRUNK_NOT_FOUND")
+    # The tenant's DIDs use "main": it stays.
+    assert_error(await acme.client.delete(f"/trunks/{acme.trunk}"), 409, "CONFLICT")
+    assert (await acme.client.delete(f"/trunks/{spare}")).json() == {"success": True, "id": spare}
+    assert_error(await acme.client.get(f"/trunks/{spare}"), 404, "TRUNK_NOT_FOUND")
+    assert_error(await acme.client.delete("/trunks/x"), 400, "BAD_REQUEST_FORMAT")
+
+
+async def test_agent_patch_and_delete(acme: Tenant, other: Tenant) -> None:
+    created = await acme.client.post("/agents", json={"name": "Spare", "worker_url": "wss://w.example"})
+    spare = created.json()["id"]
+    patched = await acme.client.patch(
+        f"/agents/{spare}", json={"name": "Desk", "transfer_number": "(415) 555-0142"}
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["name"] == "Desk" and patched.json()["transfer_number"] == "+14155550142"
+    cleared = await acme.client.patch(f"/agents/{spare}", json={"transfer_number": None})
+    assert cleared.json()["transfer_number"] is None
+    bad_url = {"worker_url": "http://w.example"}
+    assert_error(await acme.client.patch(f"/agents/{spare}", json=bad_url), 400, "VALIDATION_ERROR")
+    assert_error(await acme.client.patch(f"/agents/{spare}", json={}), 400, "BAD_REQUEST")
+    assert_error(await other.client.patch(f"/agents/{spare}", json={"name": "x"}), 404, "AGENT_NOT_FOUND")
+    assert_error(await acme.public.delete(f"/agents/{spare}"), 403, "INSUFFICIENT_SCOPE")
+    # The tenant's first DID routes inbound calls to its agent: that agent stays.
+    assert_error(await acme.client.delete(f"/agents/{acme.agent}"), 409, "CONFLICT")
+    assert (await acme.client.delete(f"/agents/{spare}")).json() == {"success": True, "id": spare}
+    assert_error(await acme.client.get(f"/agents/{spare}"), 404, "AGENT_NOT_FOUND")
+
+
+async def test_dnc_delete_and_opt_out(acme: Tenant, other: Tenant, store: SqlStore) -> None:
+    await acme.client.post("/dnc", json={"phone": "+14155552671"})
+    assert_error(await other.client.delete("/dnc/%2B14155552671"), 404, "DNC_ENTRY_NOT_FOUND")
+    removed = await acme.client.delete("/dnc/%2B14155552671")
+    assert removed.json() == {"success": True, "phone": "+14155552671", "removed": True}
+    assert not await store.has_dnc(acme.id, "+14155552671")
+    assert_error(await acme.client.delete("/dnc/%2B14155552671"), 404, "DNC_ENTRY_NOT_FOUND")
+    assert_error(await acme.client.delete("/dnc/nope"), 400, "VALIDATION_ERROR")
+    assert await store.opt_out(acme.id, "+14155552672") == 0
+    assert await store.has_dnc(acme.id, "+14155552672") and not await store.has_dnc(other.id, "+14155552672")

@@ -87,3 +87,28 @@ async def test_upload_errors_and_removal(acme: Tenant, other: Tenant, store: Sql
     assert_error(await acme.client.delete(f"{url}/{uuid4()}"), 404, "PROSPECT_NOT_FOUND")
     assert_error(await acme.client.delete(f"{url}/zzz"), 400, "BAD_REQUEST_FORMAT")
     assert_error(await other.client.delete(f"{url}/{first['id']}"), 404, "CAMPAIGN_NOT_FOUND")
+
+
+async def test_multipart_csv_upload(acme: Tenant) -> None:
+    campaign = await new_campaign(acme)
+    url = f"/campaigns/{campaign}/prospects"
+    csv_body = b"\xef\xbb\xbfname,phone,plan\nAnn,415-555-2801,gold\nBob,nope,\n"
+    files = {"file": ("leads.csv", csv_body, "text/csv")}
+    response = await acme.client.post(url, files=files)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["received"], body["inserted"], body["invalid"]) == (2, 1, 1) and body["errors"][0][
+        "row"
+    ] == 2
+    data = (await acme.client.get(f"{url}?state=pending")).json()["data"]
+    assert ("+14155552801", {"plan": "gold"}) in [(p["phone"], p["custom"]) for p in data]
+    again = (await acme.client.post(url, files=files)).json()
+    assert again["inserted"] == 0 and again["duplicates"] == 1
+    assert_error(await acme.client.post(url, files={"other": ("x.csv", csv_body)}), 400, "VALIDATION_ERROR")
+    assert_error(
+        await acme.client.post(url, data={"file": "not a file"}, files={"x": ("a", b"")}),
+        400,
+        "VALIDATION_ERROR",
+    )
+    malformed = {"Content-Type": "multipart/form-data; boundary=zzz"}
+    assert_error(await acme.client.post(url, content=b"garbage", headers=malformed), 400, "VALIDATION_ERROR")

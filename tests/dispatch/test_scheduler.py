@@ -60,7 +60,7 @@ async def test_due_campaign_starts_and_wakes_the_dispatcher(
     woken: list[int] = []
     now = [T0 - timedelta(seconds=1)]
     jobs = CampaignScheduler(
-        store, coordinator, "a", on_started=lambda: woken.append(1), clock=lambda: now[0]
+        store, coordinator, "a", on_started=lambda campaign_id: woken.append(1), clock=lambda: now[0]
     )
     assert await jobs.tick() == 0, "not before its start time"
     assert await status(store, campaign) is CampaignStatus.SCHEDULED
