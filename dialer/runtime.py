@@ -10,6 +10,8 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Coroutine
+from typing import Any
 from uuid import UUID
 
 from config.settings import Settings
@@ -18,10 +20,12 @@ from dialer.dispatch import Dispatcher
 from dialer.domain import AttemptResult
 from dialer.metrics import MeteredLauncher, Metrics, MetricsObserver, SipWorkerCollector
 from dialer.outcome import Outcome, classify
+from dialer.phone import InvalidPhoneNumber, parse_phone
 from dialer.ports import CallEvent, Coordinator
 from dialer.regions import RuleBook
 from dialer.single_calls import CallNotPlaced, SingleCalls
 from dialer.storage import SqlStore, TrunkRecord
+from dialer.webhooks import build_webhooks
 from scheduler.jobs import CampaignScheduler
 from sip.events import (
     BridgeEvent,
@@ -29,9 +33,12 @@ from sip.events import (
     InboundEvent,
     InboundOffered,
     InboundRoute,
+    TransferCompleted,
+    TransferFailed,
     TransferRequested,
 )
 from sip.launcher import SipGateway
+from sip.supervisor import GatewayError
 from sip.trunks import Transport, TrunkConfig
 
 log = logging.getLogger(__name__)
@@ -50,6 +57,8 @@ def trunk_config(record: TrunkRecord) -> TrunkConfig:
         register=spec.register,
         outbound_proxy=spec.outbound_proxy,
         allowed_countries=frozenset(spec.allowed_countries),
+        refer_uri_style=spec.refer_uri_style,
+        accept_inbound_refer=spec.accept_inbound_refer,
     )
 
 
@@ -85,7 +94,8 @@ class Runtime:
         )
         self.gateway.on_bridge = self._on_bridge
         self.metrics.registry.register(SipWorkerCollector(self.gateway.workers, self.gateway.capacity))
-        self.launcher = MeteredLauncher(self.gateway, self.metrics)
+        self.webhooks = build_webhooks(store, self.metrics)
+        self.launcher = MeteredLauncher(self.webhooks.launcher(self.gateway), self.metrics)
         self.dispatcher = Dispatcher(
             store,
             coordinator,
@@ -94,12 +104,14 @@ class Runtime:
             node_id=self.node_id,
             lease_ttl=settings.lease_ttl_seconds,
             tick=settings.dispatch_tick_seconds,
-            observer=MetricsObserver(self.metrics),
+            observer=self.webhooks.observer(MetricsObserver(self.metrics)),
         )
         self.single_calls = SingleCalls(
             store, coordinator, self.launcher, lease_ttl=settings.lease_ttl_seconds
         )
-        self.scheduler = CampaignScheduler(store, coordinator, self.node_id, on_started=self.dispatcher.wake)
+        self.scheduler = CampaignScheduler(
+            store, coordinator, self.node_id, on_started=self._started_on_schedule
+        )
         # The dispatcher took the launcher's event callback; single calls' events go to their owner.
         self._to_dispatcher = self.launcher.on_event
         self.launcher.on_event = self._route_event
@@ -111,6 +123,7 @@ class Runtime:
 
     async def start(self) -> None:
         """Start SIP workers (learning their capacity), register trunks, then dispatch and schedule."""
+        await self.webhooks.start()
         await self.gateway.start()
         for record in await self.store.list_trunks():
             if record.spec.register:
@@ -133,6 +146,18 @@ class Runtime:
         await self.dispatcher.settle_pending()  # ...and those reports are written before we return
         await asyncio.gather(*self._settling, return_exceptions=True)
         await self.single_calls.stop()
+        await self.webhooks.stop()  # after the last call events, so their webhooks are written
+
+    def _started_on_schedule(self, campaign_id: UUID) -> None:
+        self.dispatcher.wake()
+        task = asyncio.get_running_loop().create_task(self._announce_start(campaign_id))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _announce_start(self, campaign_id: UUID) -> None:
+        record = await self.store.get_campaign(campaign_id)
+        if record is not None:
+            self.webhooks.campaign_changed(record.tenant_id, campaign_id, "start", "active")
 
     # ---- what the API asks (api.runtime.ApiRuntime) ------------------------------------------------
 
@@ -151,9 +176,29 @@ class Runtime:
         await self.gateway.hangup(call_id)
 
     async def transfer_call(self, tenant_id: UUID, call_id: UUID, to_number: str, mode: str) -> None:
+        """Start a human transfer of the tenant's live call; the attempt row records how it went."""
         from api.runtime import CallRejected
 
-        raise CallRejected("call transfer needs the voice-worker bridge, which this gateway does not run yet")
+        attempt = await self.store.get_attempt(call_id)
+        if attempt is None or attempt.tenant_id != tenant_id:
+            raise CallRejected("no such call")
+        try:
+            target = parse_phone(to_number, await self.store.tenant_region(tenant_id))
+        except InvalidPhoneNumber as exc:
+            raise CallRejected(f"the transfer target is {exc.reason}") from None
+        if mode == "auto" and attempt.trunk_id is not None:
+            trunk = await self.store.get_trunk(attempt.trunk_id)
+            if trunk is not None and not trunk.spec.refer_supported:
+                mode = "bridge"  # the trunk is known to refuse REFER: no need to wait for its answer
+        if call_id not in self.gateway.live_attempts() and attempt.direction != "inbound":
+            raise CallRejected("the call is not up on this gateway")
+        # Recorded before the gateway starts: its outcome may come back before this method returns.
+        await self.store.record_transfer(call_id, target, mode, "pending")
+        try:
+            await self.gateway.transfer(call_id, target, mode)
+        except GatewayError as exc:
+            await self.store.record_transfer(call_id, target, mode, f"failed ({exc})")
+            raise CallRejected(str(exc)) from None
 
     async def health(self) -> dict[str, dict[str, object]]:
         workers = self.gateway.workers()
@@ -203,12 +248,40 @@ class Runtime:
         return url
 
     def _on_bridge(self, event: BridgeEvent) -> None:
-        """What a voice worker asked: a hang-up is carried out by the SIP worker itself; transfers
-        (REFER or bridged) are not built yet, so the call stays with the voice worker."""
+        """What a voice worker asked, and how transfers went: a hang-up is carried out by the SIP
+        worker itself; a transfer request starts a transfer; a settled transfer is recorded."""
         if isinstance(event, TransferRequested):
-            log.warning(
-                "voice worker asked to transfer call %s: transfers are not supported yet", event.call_id
-            )
+            self._spawn(self._transfer_for_worker(event))
+        elif isinstance(event, TransferCompleted):
+            self._spawn(self.store.record_transfer(event.call_id, None, event.method, event.result))
+            took = (event.at - event.started_at).total_seconds()
+            log.info("call %s transferred by %s in %.2f s", event.call_id, event.method, took)
+        elif isinstance(event, TransferFailed):
+            result = f"failed ({event.reason})"
+            self._spawn(self.store.record_transfer(event.call_id, None, event.method, result))
+            log.info("call %s: %s transfer failed: %s", event.call_id, event.method, event.reason)
+
+    async def _transfer_for_worker(self, event: TransferRequested) -> None:
+        from api.runtime import CallRejected
+
+        attempt = await self.store.get_attempt(event.call_id)
+        if attempt is None:
+            return
+        try:
+            await self.transfer_call(attempt.tenant_id, event.call_id, event.to, event.mode)
+        except CallRejected as exc:
+            log.warning("call %s: the voice worker's transfer was refused: %s", event.call_id, exc.reason)
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("transfer handling failed")
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
 
     async def _inbound_route(self, number: str) -> InboundRoute | None:
         route = await self.store.inbound_route(number)
@@ -220,6 +293,9 @@ class Runtime:
         """Record inbound calls: a row when offered, its end when it ends (refused calls: none)."""
         if isinstance(event, InboundOffered):
             self.metrics.inbound_started(str(event.route.trunk_id))
+            self.webhooks.inbound_offered(
+                event.route.tenant_id, event.call_id, event.route.agent_id, event.caller or "", event.called
+            )
             await self.store.create_call(
                 event.route.tenant_id,
                 from_number=event.caller or "",
@@ -232,6 +308,8 @@ class Runtime:
             )
         elif isinstance(event, InboundEnded) and event.route is not None:
             outcome = Outcome.UNKNOWN if event.sip_code is None else classify(event.sip_code, event.confirmed)
+            if event.transferred:
+                outcome = Outcome.TRANSFERRED
             result = AttemptResult(
                 outcome=outcome,
                 ended_at=event.at,
@@ -245,6 +323,16 @@ class Runtime:
             talk = (event.at - event.answered_at).total_seconds() if event.answered_at else None
             self.metrics.inbound_ended(str(event.route.trunk_id), outcome, talk)
             await self.store.finish_attempt(event.call_id, result, None)
+            self.webhooks.inbound_ended(
+                event.route.tenant_id,
+                event.call_id,
+                outcome,
+                sip_code=event.sip_code,
+                reason=event.reason,
+                offered_at=event.offered_at,
+                answered_at=event.answered_at,
+                ended_at=event.at,
+            )
 
     # ---- metrics snapshots -------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pjsua2 as pj
 
@@ -35,6 +35,9 @@ from sip.protocol import (
     TransferAsked,
 )
 from sip.stream import WORKER_HANGUP, StreamHub, StreamRequest
+
+if TYPE_CHECKING:
+    from sip.transfers import TransferDesk
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,8 @@ class Call(pj.Call):  # type: ignore[misc]  # pjsua2 has no stubs
         self.rtp: dict[str, int] = {}
         self.ended_code: int | None = None
         self.media = CallMedia(key)
+        self.trunk_account = account  # its ``accept_refer`` decides on a REFER from the far end
+        self.transferred = False  # not ``xfer``: that name would hide Call.xfer()
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         self.table.on_state(self, prm)
@@ -78,6 +83,16 @@ class Call(pj.Call):  # type: ignore[misc]  # pjsua2 has no stubs
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
         if self.media.session is not None:
             self.media.session.dtmf(prm.digit)  # never logged: digits can be personal data
+
+    def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:
+        if self.table.transfers is not None:
+            self.table.transfers.refer_status(self, prm)
+
+    def onCallTransferRequest(self, prm: pj.OnCallTransferRequestParam) -> None:
+        if self.table.transfers is None:
+            prm.statusCode = 603
+        else:
+            self.table.transfers.refer_request(self, prm)
 
     def onStreamDestroyed(self, prm: pj.OnStreamDestroyedParam) -> None:
         # The stream is still there: its counters are readable for the last time.
@@ -106,6 +121,7 @@ class CallTable:
         self.emit = emit
         self.media_sockets = media_sockets
         self.hub = hub  # None: answered calls are never bridged to a voice worker
+        self.transfers: TransferDesk | None = None  # set by the desk; None: REFERs get 603
         self.calls: dict[int, Call] = {}
         self.closing = False
         self.probe_user: str | None = None  # inbound calls for this user are capacity-probe twins
@@ -258,6 +274,8 @@ class CallTable:
             self._finished.append(call)
             if call.key and self.calls.pop(call.key, None) is not None:
                 self.emit(self._ended(call, info, prm))
+            if self.transfers is not None:
+                self.transfers.call_ended(call)
 
     def _ended(self, call: Call, info: pj.CallInfo, prm: pj.OnCallStateParam) -> Ended:
         cause = None
@@ -277,6 +295,7 @@ class CallTable:
             answered_at=call.answered_at,
             limit=call.limit,
             rtp=call.rtp,
+            transferred=call.transferred,
         )
 
     # ---- housekeeping on the SIP thread --------------------------------------------------------

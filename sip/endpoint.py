@@ -16,6 +16,7 @@ from sip.calls import PJ_ETOOMANY, Call, CallTable, Emit
 from sip.message import called_user, caller_user
 from sip.protocol import AddTrunk, Registration, Rejected, TrunkError, WorkerConfig
 from sip.stream import StreamHub
+from sip.transfers import TransferDesk
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class _Account(pj.Account):  # type: ignore[misc]  # pjsua2 has no stubs
         super().__init__()
         self.stack = stack
         self.trunk = trunk
+        self.accept_refer = False  # the trunk's accept_inbound_refer
 
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
         self.stack.table.incoming(self, prm)
@@ -67,6 +69,7 @@ class Stack:
         self.emit = emit
         self.table = CallTable(emit, config.media_sockets, hub)
         self.accounts: dict[str, _Account] = {}
+        self.transfers = TransferDesk(self.table, self.accounts.get)
         self._writer = _LogWriter()  # must outlive the library
         self.ep: _Endpoint  # made in start(), on the SIP thread
 
@@ -148,6 +151,8 @@ class Stack:
             self._create_account(cmd.trunk, cfg)
         except pj.Error as exc:
             self.emit(TrunkError(cmd.trunk, redact(exc.reason)))
+            return
+        self.accounts[cmd.trunk].accept_refer = cmd.accept_refer
 
     # ---- capacity probe ----------------------------------------------------------------------------
 
@@ -195,6 +200,7 @@ class Stack:
         while time.monotonic() < deadline and (
             self.table.calls
             or self.table.media_pending()
+            or self.transfers.pending()
             or any(call.ended_code is None for call in self.table.probes)
         ):
             pump()
@@ -211,6 +217,7 @@ class Stack:
         """The clean sequence: hang up, wait for DISCONNECTED, drop calls, close accounts, destroy."""
         self.table.close()
         self._settle(pump)
+        self.transfers.clear()  # its human legs' Call objects too
         self.table.calls.clear()
         self.table.reap()
         gc.collect()  # no Call object may outlive libDestroy

@@ -72,6 +72,7 @@ class InboundEnded:
     answered_at: datetime | None = None
     worker: str | None = None
     media: MediaStats | None = None
+    transferred: bool = False  # the caller was handed to a human (REFER completed or legs bridged)
 
 
 InboundEvent = InboundOffered | InboundAnswered | InboundEnded
@@ -101,4 +102,64 @@ class HangupRequested:
     inbound: bool = False
 
 
-BridgeEvent = TransferRequested | HangupRequested
+@dataclass(frozen=True)
+class TransferProgress:
+    """A step of a call's human transfer: REFER progress (100 accepted, 100, 180, final code from the
+    NOTIFY sipfrag; 408 when no final NOTIFY came in time) or the human leg's (``method`` bridge)."""
+
+    call_id: UUID
+    method: str
+    sip_code: int
+    reason: str
+    final: bool
+    at: datetime
+    inbound: bool = False
+
+
+@dataclass(frozen=True)
+class TransferCompleted:
+    """The far end is with the human: ``result`` ``completed`` (REFER 2xx, we hang up) or ``bridged``.
+
+    ``method`` ``inbound_refer``: the far end's own REFER was accepted and its new leg answered.
+    """
+
+    call_id: UUID
+    method: str
+    result: str
+    sip_code: int | None
+    started_at: datetime
+    at: datetime
+    inbound: bool = False
+
+
+@dataclass(frozen=True)
+class TransferFailed:
+    """No transfer happened; the call stays with its voice worker, which got ``transfer_failed``."""
+
+    call_id: UUID
+    method: str
+    sip_code: int | None
+    reason: str
+    started_at: datetime
+    at: datetime
+    inbound: bool = False
+
+
+@dataclass(frozen=True)
+class ReferFromFarEnd:
+    """The far end of a call sent a REFER; ``accepted`` per its trunk (else refused with 603)."""
+
+    call_id: UUID
+    accepted: bool
+    at: datetime
+    inbound: bool = False
+
+
+BridgeEvent = (
+    TransferRequested
+    | HangupRequested
+    | TransferProgress
+    | TransferCompleted
+    | TransferFailed
+    | ReferFromFarEnd
+)

@@ -115,6 +115,13 @@ class InboundDesk:
                 return call.worker, call.key
         return None
 
+    def transfer_origin(self, call_id: UUID) -> tuple[WorkerProcess, int, UUID | None, str] | None:
+        """A live answered inbound call's worker, key, trunk id (None: unknown) and called number."""
+        for call in self._calls.values():
+            if call.call_id == call_id and call.worker is not None and call.route is not None:
+                return call.worker, call.key, call.route.trunk_id, call.called
+        return None
+
     def lost(self, worker: WorkerProcess, keys: set[int], reason: str) -> set[int]:
         """Report the inbound calls among ``keys`` of a dead worker as ended; returns the other keys."""
         now = datetime.now(UTC)
@@ -178,6 +185,7 @@ class InboundDesk:
             answered_at=utc(event.answered_at) if event and event.answered_at else None,
             worker=worker,
             media=MediaStats.from_wire(event.rtp) if event else None,
+            transferred=bool(event and event.transferred),
         )
 
     def _emit(self, event: InboundEvent) -> None:

@@ -19,7 +19,17 @@ from uuid import UUID
 
 from dialer.ports import CallAnswered, CallEnded, CallLauncher, CallRequest, CallRinging, LaunchRefused
 from sip.bridge import WorkerResolver, inbound_stream, outbound_stream
-from sip.events import BridgeEvent, HangupRequested, InboundRoute, MediaStats, TransferRequested
+from sip.events import (
+    BridgeEvent,
+    HangupRequested,
+    InboundRoute,
+    MediaStats,
+    ReferFromFarEnd,
+    TransferCompleted,
+    TransferFailed,
+    TransferProgress,
+    TransferRequested,
+)
 from sip.inbound import InboundCallback, InboundDesk, InboundRouter
 from sip.protocol import (
     AddTrunk,
@@ -32,15 +42,20 @@ from sip.protocol import (
     HangupAsked,
     PlayFile,
     RecordTo,
+    ReferReceived,
     Registration,
     Ringing,
     SendDtmf,
     StreamSpec,
+    Transfer,
     TransferAsked,
+    TransferDone,
+    TransferUpdate,
     TrunkError,
     WorkerConfig,
     utc,
 )
+from sip.stream import TRANSFER_MODES
 from sip.supervisor import GatewayError, Supervisor, WorkerProcess
 from sip.trunks import TrunkConfig, refusal
 
@@ -64,6 +79,8 @@ class _Outbound:
     worker: WorkerProcess | None = None
     answered: bool = False
     hangup_asked: bool = False
+    trunk_id: UUID | None = None
+    caller: str = ""  # the DID presented: a bridged transfer's human leg shows it too
 
 
 class SipGateway(CallLauncher):
@@ -102,11 +119,16 @@ class SipGateway(CallLauncher):
         max_call_seconds_for: Callable[[CallRequest], float | None] | None = None,
         log_level: str = "WARNING",
         worker_urls: WorkerResolver | None = None,
+        refer_timeout: float = 8.0,
+        transfer_ring_seconds: float = 30.0,
     ) -> None:
         super().__init__()
         self.on_media: Callable[[UUID, MediaStats], None] = lambda attempt_id, stats: None
         self.on_bridge: Callable[[BridgeEvent], None] = lambda event: None
         self.max_call_seconds = max_call_seconds
+        self.refer_timeout = refer_timeout  # REFER → final NOTIFY, before ``auto`` bridges instead
+        self.transfer_ring_seconds = transfer_ring_seconds  # a bridged transfer's human must answer by then
+        self._transferring: dict[UUID, str] = {}  # call id → method, while a transfer is under way
         self._max_call_seconds_for = max_call_seconds_for
         self._trunks = trunks
         self._worker_urls = worker_urls
@@ -213,7 +235,7 @@ class SipGateway(CallLauncher):
             max_duration=limit or self.max_call_seconds,
             stream=stream.wire() if stream else None,
         )
-        call = self._calls[key] = _Outbound(request.attempt_id)
+        call = self._calls[key] = _Outbound(request.attempt_id, trunk_id=trunk.id, caller=request.from_number)
         self._by_attempt[request.attempt_id] = key  # events can arrive before dial() returns
         try:
             call.worker = await self._supervisor.dial(command, lambda w: self._ensure_trunk(w, trunk))
@@ -274,16 +296,83 @@ class SipGateway(CallLauncher):
         """Send RFC 2833 DTMF digits on an answered call."""
         return self._send_to_call(call_id, lambda key: SendDtmf(key, digits))
 
-    def _bridge_event(self, worker: WorkerProcess, event: TransferAsked | HangupAsked) -> None:
+    async def transfer(self, call_id: UUID, to_number: str, mode: str = "auto") -> None:
+        """Start handing the far end of a live answered call (attempt id or inbound call id) to
+        ``to_number`` (E.164); progress comes to ``on_bridge``. GatewayError when it cannot start."""
+        if mode not in TRANSFER_MODES:
+            raise GatewayError(f"unknown transfer mode {mode!r}")
+        origin = self._transfer_origin(call_id)
+        if origin is None:
+            raise GatewayError("no such live call on this gateway")
+        worker, key, trunk_id, did = origin
+        trunk = await self._trunks(trunk_id) if trunk_id is not None else None
+        if trunk is None:
+            raise GatewayError("the call's trunk is unknown: it cannot be transferred")
+        why = refusal(trunk, to_number)
+        if why is not None:
+            raise GatewayError(f"transfer refused: {why}")
+        if call_id in self._transferring:
+            raise GatewayError("a transfer of this call is already under way")
+        caller = trunk.caller_uri(did)
+        self._ensure_trunk(worker, trunk)
+        self._transferring[call_id] = mode
+        worker.send(
+            Transfer(
+                key=key,
+                mode=mode,
+                trunk=str(trunk.id),
+                refer_uri=trunk.refer_uri(to_number),
+                bridge_uri=trunk.request_uri(to_number),
+                from_uri=caller,
+                headers={"P-Asserted-Identity": f"<{caller}>", "X-Transfer-Of": str(call_id)},
+                refer_timeout=self.refer_timeout,
+                ring_timeout=self.transfer_ring_seconds,
+            )
+        )
+        log.info("call %s: %s transfer started on %s", call_id, mode, worker.name)
+
+    def _transfer_origin(self, call_id: UUID) -> tuple[WorkerProcess, int, UUID | None, str] | None:
+        key = self._by_attempt.get(call_id)
+        call = self._calls.get(key) if key is not None else None
+        if key is not None and call is not None:
+            if call.worker is None or not call.answered:
+                return None
+            return call.worker, key, call.trunk_id, call.caller
+        return self._desk.transfer_origin(call_id)
+
+    def _bridge_event(
+        self,
+        worker: WorkerProcess,
+        event: TransferAsked | HangupAsked | TransferUpdate | TransferDone | ReferReceived,
+    ) -> None:
         outbound = self._calls.get(event.key)
         call_id = outbound.attempt_id if outbound is not None else self._desk.call_id(worker, event.key)
         if call_id is None:
             return
         inbound = outbound is None
+        at = utc(event.at)
         if isinstance(event, TransferAsked):
-            self.on_bridge(TransferRequested(call_id, event.to, event.mode, utc(event.at), inbound))
+            self.on_bridge(TransferRequested(call_id, event.to, event.mode, at, inbound))
+        elif isinstance(event, HangupAsked):
+            self.on_bridge(HangupRequested(call_id, event.reason, at, inbound))
+        elif isinstance(event, TransferUpdate):
+            progress = TransferProgress(
+                call_id, event.method, event.code, event.reason, event.final, at, inbound
+            )
+            self.on_bridge(progress)
+        elif isinstance(event, ReferReceived):
+            self.on_bridge(ReferFromFarEnd(call_id, event.accepted, at, inbound))
         else:
-            self.on_bridge(HangupRequested(call_id, event.reason, utc(event.at), inbound))
+            self._transferring.pop(call_id, None)
+            started = utc(event.started_at)
+            if event.result == "failed":
+                failed = TransferFailed(call_id, event.method, event.code, event.reason, started, at, inbound)
+                self.on_bridge(failed)
+            else:
+                done = TransferCompleted(
+                    call_id, event.method, event.result, event.code, started, at, inbound
+                )
+                self.on_bridge(done)
 
     # ---- worker events -------------------------------------------------------------------------------
 
@@ -306,6 +395,11 @@ class SipGateway(CallLauncher):
         return call
 
     def _on_worker_event(self, worker: WorkerProcess, event: Event) -> None:
+        if isinstance(event, TransferAsked | HangupAsked | TransferUpdate | TransferDone | ReferReceived):
+            self._bridge_event(worker, event)  # before the desk: inbound calls have these too
+            return
+        if isinstance(event, Ended):
+            self._transfer_ended(worker, event)
         if self._desk.handle(worker, event):
             return
         if isinstance(event, Ringing) and (call := self._calls.get(event.key)):
@@ -315,13 +409,20 @@ class SipGateway(CallLauncher):
             self.on_event(CallAnswered(call.attempt_id, utc(event.at)))
         elif isinstance(event, Ended) and (call := self._forget(event.key)):
             self._report_end(call, event, worker.name)
-        elif isinstance(event, TransferAsked | HangupAsked):
-            self._bridge_event(worker, event)
         elif isinstance(event, Registration):
             self._registrations[UUID(event.trunk)] = event.code
             log.info("trunk %s REGISTER answered %d (expires %d s)", event.trunk, event.code, event.expires)
         elif isinstance(event, TrunkError):
             log.error("trunk %s account rejected by %s: %s", event.trunk, worker.name, event.message)
+
+    def _transfer_ended(self, worker: WorkerProcess, event: Ended) -> None:
+        """A call ended with its transfer still under way (the far end hung up): that transfer failed."""
+        outbound = self._calls.get(event.key)
+        call_id = outbound.attempt_id if outbound is not None else self._desk.call_id(worker, event.key)
+        method = self._transferring.pop(call_id, None) if call_id is not None else None
+        if call_id is not None and method is not None:
+            at = utc(event.at)
+            self.on_bridge(TransferFailed(call_id, method, None, "the call ended", at, at, outbound is None))
 
     def _report_end(self, call: _Outbound, event: Ended, worker: str) -> None:
         self.on_event(
@@ -335,6 +436,7 @@ class SipGateway(CallLauncher):
                 invited_at=utc(event.started_at),
                 ringing_at=utc(event.ringing_at) if event.ringing_at else None,
                 answered_at=utc(event.answered_at) if event.answered_at else None,
+                transferred=event.transferred,
                 worker=worker,
             )
         )

@@ -75,13 +75,14 @@ class CallMedia:
         self.session: StreamSession | None = None
         self.port: StreamPort | None = None
         self.files: list[Any] = []  # players and recorders
+        self.handed_over = False  # the far end was bridged to a human: the stream is over
 
     def media_changed(self, call: pj.Call, hub: StreamHub | None) -> None:
         audio = active_audio(call)
         if audio is None:
             return
         self.audio = audio
-        if self.port is not None:  # a re-INVITE may move the stream to another conference slot
+        if self.port is not None and not self.handed_over:  # a re-INVITE may move the stream
             audio.startTransmit(self.port)
             self.port.startTransmit(audio)
         self._open(hub)
@@ -101,6 +102,22 @@ class CallMedia:
         self.audio.startTransmit(port)
         port.startTransmit(self.audio)
         self.session, self.port = session, port
+
+    def hand_over(self) -> None:
+        """The far end now talks to a human: stop streaming to the voice worker, which gets ``stop``."""
+        self.handed_over = True
+        if self.port is not None:
+            self.port.live = False
+            if self.audio is not None:
+                self.audio.stopTransmit(self.port)
+                self.port.stopTransmit(self.audio)
+        if self.session is not None:
+            self.session.close()
+
+    def transfer_failed(self, code: int | None, reason: str) -> None:
+        """Tell the voice worker that the transfer it asked for did not happen (the call is its again)."""
+        if self.session is not None and not self.handed_over:
+            self.session.transfer_failed(code, reason)
 
     def play(self, path: str, once: bool) -> bool:
         if self.audio is None:

@@ -50,6 +50,7 @@ class AddTrunk:
     username: str
     password: str
     proxy: str
+    accept_refer: bool = False  # accept a REFER from the far end of this trunk's calls (else 603)
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,27 @@ class Reject:
 
 
 @dataclass(frozen=True)
+class Transfer:
+    """Hand the far end of answered call ``key`` to a human (sip/transfers.py).
+
+    ``mode`` ``refer``: REFER to ``refer_uri``; ``bridge``: dial ``bridge_uri`` through ``trunk`` as
+    ``from_uri`` and join the two legs' audio; ``auto``: REFER, then the bridge when the REFER is
+    refused or no final NOTIFY comes within ``refer_timeout``. Answered by ``TransferUpdate``s and
+    one ``TransferDone``.
+    """
+
+    key: int
+    mode: str
+    trunk: str
+    refer_uri: str
+    bridge_uri: str
+    from_uri: str
+    headers: dict[str, str] = field(default_factory=dict)
+    refer_timeout: float = 8.0  # seconds from REFER to a final NOTIFY
+    ring_timeout: float = 30.0  # seconds from the human leg's INVITE to its answer
+
+
+@dataclass(frozen=True)
 class Stop:
     """Hang up everything, shut pjsua down cleanly and exit."""
 
@@ -227,6 +249,7 @@ class Ended:
     answered_at: float | None
     limit: str | None = None  # "timeout" or "max duration" when our own timer ended the call
     rtp: dict[str, int] = field(default_factory=dict)  # rx/tx packets of the audio stream
+    transferred: bool = False  # the far end was handed to a human (REFER completed or legs bridged)
 
 
 @dataclass(frozen=True)
@@ -275,7 +298,44 @@ class HangupAsked:
     at: float
 
 
-Command = AddTrunk | Dial | Hangup | Answer | Reject | Stop | PlayFile | RecordTo | SendDtmf
+@dataclass(frozen=True)
+class TransferUpdate:
+    """A step of call ``key``'s transfer: REFER progress from NOTIFY sipfrags (100 "Accepted" for the
+    202, then 100, 180, the final code) or the human leg's progress (``method`` ``bridge``)."""
+
+    key: int
+    method: str
+    code: int
+    reason: str
+    final: bool
+    at: float
+
+
+@dataclass(frozen=True)
+class TransferDone:
+    """Call ``key``'s transfer is settled: ``result`` ``completed`` (REFER 2xx: we hang up),
+    ``bridged`` (the human answered and the legs are joined) or ``failed`` (the far end stays with
+    its voice worker, which was told with a ``transfer_failed`` event)."""
+
+    key: int
+    method: str
+    result: str
+    code: int | None
+    reason: str
+    started_at: float
+    at: float
+
+
+@dataclass(frozen=True)
+class ReferReceived:
+    """The far end of call ``key`` sent a REFER; ``accepted`` per its trunk (else refused with 603)."""
+
+    key: int
+    accepted: bool
+    at: float
+
+
+Command = AddTrunk | Dial | Hangup | Answer | Reject | Stop | PlayFile | RecordTo | SendDtmf | Transfer
 Event = (
     Ready
     | Placed
@@ -290,6 +350,9 @@ Event = (
     | TrunkError
     | TransferAsked
     | HangupAsked
+    | TransferUpdate
+    | TransferDone
+    | ReferReceived
 )
 
 _RECORDS: dict[str, type[Any]] = {cls.__name__: cls for cls in (*Command.__args__, *Event.__args__)}

@@ -144,6 +144,14 @@ class StreamSession:
         """An RFC 2833 digit from the far end (SIP thread)."""
         self.hub.call(self._send, "dtmf", {"dtmf": {"track": "inbound_track", "digit": digit}})
 
+    def transfer_failed(self, code: int | None, reason: str) -> None:
+        """The transfer the worker asked for failed; the call stays with it (SIP thread).
+
+        An extension event like ``transfer``: ``{"event": "transfer_failed", "transfer_failed":
+        {"code": 486, "reason": "..."}}``; the reason never names the number.
+        """
+        self.hub.call(self._extension, "transfer_failed", {"code": code, "reason": reason})
+
     def close(self) -> None:
         """The call is over: send ``stop`` and close (SIP thread)."""
         self.hub.call(self._finish)
@@ -236,6 +244,10 @@ class StreamSession:
         if self._started and not self._closing:
             for name in names:
                 self._send("mark", {"mark": {"name": name}})
+
+    def _extension(self, event: str, body: dict[str, Any]) -> None:
+        if self._started and not self._closing:
+            self._send(event, {event: body})
 
     def _finish(self) -> None:
         if self._closing:

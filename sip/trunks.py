@@ -38,6 +38,8 @@ class TrunkConfig:
     allowed_countries: frozenset[str] = frozenset()
     from_domain: str | None = None  # host of the From/P-Asserted-Identity URIs; the trunk host if unset
     strip_plus: bool = False  # send "15551234567" instead of "+15551234567" as the user part
+    refer_uri_style: str = "sip"  # Refer-To of a human transfer: "sip" (sip:+1…@trunk) or "tel" (tel:+1…)
+    accept_inbound_refer: bool = False  # a REFER from the far end of a call is accepted, else 603
 
     def _user(self, e164: str) -> str:
         return e164.lstrip("+") if self.strip_plus else e164
@@ -48,6 +50,10 @@ class TrunkConfig:
     def request_uri(self, e164: str) -> str:
         """The Request-URI of a call to ``e164`` through this trunk."""
         return f"sip:{self._user(e164)}@{self.host}:{self.port}{self._params()}"
+
+    def refer_uri(self, e164: str) -> str:
+        """The Refer-To URI that hands a call's far end to ``e164`` (per ``refer_uri_style``)."""
+        return f"tel:{e164}" if self.refer_uri_style == "tel" else self.request_uri(e164)
 
     def caller_uri(self, e164: str) -> str:
         """The URI that presents ``e164`` (a DID) as the caller, for From and P-Asserted-Identity."""
@@ -64,6 +70,7 @@ class TrunkConfig:
             "username": self.username or "",
             "password": self.password or "",
             "proxy": self.outbound_proxy or "",
+            "accept_refer": self.accept_inbound_refer,
         }
 
 

@@ -34,6 +34,7 @@ from sip.protocol import (
     Reject,
     SendDtmf,
     Stop,
+    Transfer,
     WorkerConfig,
     decode,
     encode,
@@ -83,6 +84,7 @@ class Worker:
             self.flush()  # replies now, not after the next poll
             self.pump()
             self.stack.table.run_timers()
+            self.stack.transfers.run_timers()
             self.stack.table.reap()
             self.flush()
         self.stack.shutdown(self.pump)
@@ -126,6 +128,8 @@ class Worker:
             table.reject(command)
         elif isinstance(command, AddTrunk):
             self.stack.add_trunk(command)
+        elif isinstance(command, Transfer):
+            self.stack.transfers.start(command)
 
 
 def _read_commands(commands: queue.Queue[Command | StreamRequest], wake: tuple[str, int]) -> None:

@@ -286,3 +286,28 @@ async def test_killed_worker_calls_settle_unknown_and_free_their_caps(stack: Sta
     counts = await stack.store.campaign_counts(campaign)
     assert (counts["pending"], counts["dialing"]) == (2, 0)
     assert len(stack.calls()) == 2
+
+
+async def test_worker_transfer_request_refers_the_callee_and_records_it(stack: Stack, sipp) -> None:
+    from tests.sip.transfer_peers import HUMAN, fill, notify, takes_refer
+
+    notifies = notify(1, "SIP/2.0 100 Trying") + notify(2, "SIP/2.0 200 OK", final=True)
+    peer = sipp("refer_trunk", fill=fill(takes_refer(r"sip:[+]14155550142@", "202 Accepted", notifies)))
+    trunk = await stack.trunk(peer.port)
+    did = await stack.store.import_number(stack.tenant, DIDS[0], trunk, country="GB")
+    call = await stack.store.create_call(
+        stack.tenant, DIDS[0], "+442079460300", from_did_id=did, trunk_id=trunk, agent_id=stack.agent
+    )
+    await stack.runtime.single_calls.place(call)
+    session = await until(lambda: next((s for s in stack.worker.sessions if s.start), None), 5)
+    await session.send_transfer(HUMAN, "auto")  # what the reference worker does on DTMF 0
+    ended = await until(lambda: next((c for c in stack.calls() if c.id == call and c.ended_at), None), 10)
+    await until(lambda: (row := stack.calls()[-1]).transfer_result not in (None, "pending") and row, 5)
+    row = next(c for c in stack.calls() if c.id == call)
+    assert (ended.outcome, row.transfer_to, row.transfer_method, row.transfer_result) == (
+        "transferred",
+        HUMAN,
+        "refer",
+        "completed",
+    )
+    assert await peer.finished() == 0, "REFER sent, NOTIFYs followed, our BYE after the final one"
