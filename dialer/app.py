@@ -6,25 +6,42 @@ import asyncio
 import contextlib
 import logging
 import signal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from config.settings import Settings
 from dialer.coordination import make_coordinator
+from dialer.ports import Coordinator
 from dialer.regions import load_rules
 from dialer.storage import SqlStore
+
+if TYPE_CHECKING:
+    from dialer.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
-async def serve(settings: Settings, role: str = "all", *, ready: asyncio.Event | None = None) -> int:
-    """Run the roles asked for until SIGINT/SIGTERM; returns the process exit code.
+@dataclass
+class Node:
+    """One dialer process's parts, built and migrated but not started (``dialer demo`` seeds it first)."""
 
-    ``ready`` is set once the SIP workers are up and the API listens (tests and `dialer demo` wait on it).
-    """
+    settings: Settings
+    store: SqlStore
+    coordinator: Coordinator
+    runtime: Runtime
+    server: uvicorn.Server
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.settings.http_host}:{self.settings.http_port}"
+
+
+def build_node(settings: Settings) -> Node:
+    """Store (migrated), coordinator, regional rules, runtime and the API server, from Settings."""
     from api.app import create_app
     from dialer.runtime import Runtime
-    from sip.supervisor import GatewayError
 
     path = settings.sqlite_path()
     if path is not None:
@@ -37,13 +54,31 @@ async def serve(settings: Settings, role: str = "all", *, ready: asyncio.Event |
     runtime = Runtime(settings, store, coordinator, rules)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(store, runtime=runtime, metrics=runtime.metrics),
+            create_app(
+                store,
+                runtime=runtime,
+                metrics=runtime.metrics,
+                webhooks=runtime.webhooks,
+                coordinator=coordinator if settings.redis_url else None,  # API replicas share rate limits
+            ),
             host=settings.http_host,
             port=settings.http_port,
             log_config=None,
             lifespan="on",
         )
     )
+    return Node(settings, store, coordinator, runtime, server)
+
+
+async def run_node(node: Node, role: str = "all", *, ready: asyncio.Event | None = None) -> int:
+    """Start the runtime and the API, serve until SIGINT/SIGTERM (or ``node.server.should_exit``),
+    then hang up, record every call and free everything; returns the process exit code.
+
+    ``ready`` is set once the SIP workers are up and the API listens.
+    """
+    from sip.supervisor import GatewayError
+
+    server, runtime = node.server, node.runtime
     # Ours handle a signal outside server.serve(); inside it uvicorn swaps in its own, then restores
     # ours and re-raises the signal it caught, which lands here again harmlessly.
     loop = asyncio.get_running_loop()
@@ -62,12 +97,20 @@ async def serve(settings: Settings, role: str = "all", *, ready: asyncio.Event |
                 break
             await asyncio.sleep(0.05)
         if server.started:
-            log.info("API on http://%s:%d (role %s)", settings.http_host, settings.http_port, role)
+            log.info("API on %s (role %s)", node.base_url, role)
             if ready is not None:
                 ready.set()
         await serving
         return 0 if server.started else 1
     finally:
         await runtime.stop()
-        await coordinator.close()
-        store.dispose()
+        await node.coordinator.close()
+        node.store.dispose()
+
+
+async def serve(settings: Settings, role: str = "all", *, ready: asyncio.Event | None = None) -> int:
+    """Run the roles asked for until SIGINT/SIGTERM; returns the process exit code.
+
+    ``ready`` is set once the SIP workers are up and the API listens (tests wait on it).
+    """
+    return await run_node(build_node(settings), role, ready=ready)

@@ -1,12 +1,14 @@
-"""The ``dialer`` command: serve, migrate, tenants and keys."""
+"""The ``dialer`` command: demo, serve, migrate, tenants and keys."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from uuid import UUID
 
 from config.settings import Settings
@@ -83,9 +85,35 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(serve(settings, role=args.role))
 
 
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from dialer.demo import run_demo
+
+    if "DIALER_LOG_LEVEL" not in os.environ:
+        # The live table is the demo's output: routine INFO lines would scroll it away.
+        setup_logging("WARNING", settings.log_format)
+    return run_demo(settings, args.data_dir, args.prospects, args.keep_running)
+
+
+def _prospect_count(text: str) -> int:
+    count = int(text)
+    if not 1 <= count <= 60:
+        raise argparse.ArgumentTypeError("between 1 and 60 (the demo must end within two minutes)")
+    return count
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dialer", description="SIP gateway and outbound campaign dialer")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser(
+        "demo", help="run a campaign against a scripted loopback carrier and show it live (needs SIPp)"
+    )
+    demo.add_argument("--prospects", type=_prospect_count, default=20, help="how many to call (default 20)")
+    demo.add_argument("--data-dir", type=Path, default=Path("demo-data"), help="where its SQLite file goes")
+    demo.add_argument(
+        "--keep-running", action="store_true", help="leave the API up afterwards (Ctrl-C stops)"
+    )
+    demo.set_defaults(func=cmd_demo)
 
     serve = commands.add_parser("serve", help="run API, scheduler and gateway in one process")
     serve.add_argument("--role", choices=["all"], default="all", help="which parts to run (default all)")

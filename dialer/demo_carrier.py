@@ -1,0 +1,143 @@
+"""The demo's far end: a SIPp "carrier" on loopback whose behaviour the called number picks."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+# Ofcom keeps 020 7946 0000-0999 for drama: real-looking London numbers that ring nobody. The digit
+# after "0" is the far end's script (demo_scenarios/carrier.xml); DIDs use 9.
+NUMBER_PREFIX = "+442079460"
+DID_NUMBERS = tuple(f"{NUMBER_PREFIX}9{i:02d}" for i in range(3))
+
+
+@dataclass(frozen=True)
+class Script:
+    """What the carrier does when a number of this class is called, attempt after attempt."""
+
+    digit: str
+    label: str
+
+
+ANSWER = Script("1", "answers and talks")
+BUSY = Script("2", "always busy")
+NO_ANSWER = Script("3", "never answers")
+DECLINE = Script("4", "declines")
+BUSY_THEN_ANSWER = Script("5", "busy, then answers")
+RING_THEN_ANSWER = Script("6", "no answer, then answers")
+
+# The mix a campaign of n prospects cycles through: mostly reachable, with every kind of retry.
+MIX = (
+    ANSWER,
+    BUSY_THEN_ANSWER,
+    NO_ANSWER,
+    ANSWER,
+    BUSY,
+    RING_THEN_ANSWER,
+    DECLINE,
+    ANSWER,
+    BUSY_THEN_ANSWER,
+    RING_THEN_ANSWER,
+)
+NAMES = (
+    "Ada Archer", "Ben Boyd", "Cara Cole", "Dev Dutta", "Eve Ellis", "Finn Ford", "Gita Gill",
+    "Hal Hart", "Iris Ivey", "Jon Jones", "Kia Khan", "Leo Lane", "Mia Moss", "Ned Nash", "Ola Owen",
+    "Pia Park", "Quin Quay", "Rui Rees", "Sam Shaw", "Tia Todd", "Uma Usher", "Vic Vale", "Wes Wood",
+    "Xia Xu", "Yan Young", "Zoe Zane",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DemoProspect:
+    """One person the demo campaign calls, and how the carrier will treat them."""
+
+    name: str
+    phone: str
+    script: Script
+
+
+def demo_prospects(count: int) -> list[DemoProspect]:
+    """``count`` prospects (at most 100 per script) cycling through ``MIX``."""
+    seen: dict[str, int] = {}
+    people = []
+    for i in range(count):
+        script = MIX[i % len(MIX)]
+        index = seen[script.digit] = seen.get(script.digit, -1) + 1
+        name = NAMES[i % len(NAMES)] + (f" {i // len(NAMES) + 1}" if i >= len(NAMES) else "")
+        people.append(DemoProspect(name, f"{NUMBER_PREFIX}{script.digit}{index:02d}", script))
+    return people
+
+
+def free_port(span: int = 1) -> int:
+    """A port P such that P..P+span-1 are free for both UDP and TCP on loopback right now."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            base: int = probe.getsockname()[1]
+        if base + span >= 65000:
+            continue
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(base, base + span):
+                    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                        stack.enter_context(socket.socket(socket.AF_INET, kind)).bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free port range on loopback")
+
+
+class Carrier:
+    """One SIPp UAS playing every callee of the campaign; ``start()`` returns its SIP port."""
+
+    def __init__(self, sipp: str, workdir: Path, prospects: list[DemoProspect]) -> None:
+        self.sipp = sipp
+        self.workdir = workdir
+        self.prospects = prospects
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def scenario(self) -> Path:
+        """The shipped scenario with its per-run counts filled in (SIPp reads numbers at load time)."""
+        text = resources.files("dialer").joinpath("demo_scenarios/carrier.xml").read_text()
+        fill = {
+            "BUSY_FIRST": sum(p.script is BUSY_THEN_ANSWER for p in self.prospects),
+            "RING_FIRST": sum(p.script is RING_THEN_ANSWER for p in self.prospects),
+        }
+        for name, value in fill.items():
+            text = text.replace(f"@{name}@", str(value))
+        path = self.workdir / "carrier.xml"
+        path.write_text(text)
+        return path
+
+    def start(self) -> int:
+        scenario = self.scenario()
+        for _ in range(5):  # a port found free can be taken before SIPp binds it: try another
+            self.port = free_port()
+            args = [self.sipp, "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(self.port)]
+            args += ["-mp", str(free_port(4)), "-nostdin"]
+            args += ["-trace_err", "-error_file", str(self.workdir / "carrier-errors.log")]
+            self._proc = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            time.sleep(0.2)
+            if self._proc.poll() is None:
+                return self.port
+        raise RuntimeError(f"SIPp would not start; see {self.workdir / 'carrier-errors.log'}")
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
