@@ -38,7 +38,11 @@ def cmd_tenants_create(settings: Settings, args: argparse.Namespace) -> int:
     store = _store(settings)
     try:
         store.migrate()
-        tenant_id = asyncio.run(store.create_tenant(args.name, default_region=args.region))
+        tenant_id = asyncio.run(
+            store.create_tenant(
+                args.name, default_region=args.region, max_call_duration_seconds=args.max_call_seconds
+            )
+        )
     finally:
         store.dispose()
     print(tenant_id)
@@ -128,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     create_tenant = tenants.add_parser("create", help="create a tenant and print its id")
     create_tenant.add_argument("name")
     create_tenant.add_argument("--region", default="US", help="default region for national numbers")
+    create_tenant.add_argument(
+        "--max-call-seconds", type=int, default=3600, help="longest call allowed (toll-fraud guard)"
+    )
     create_tenant.set_defaults(func=cmd_tenants_create)
 
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="action", required=True)

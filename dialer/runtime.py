@@ -21,7 +21,7 @@ from dialer.domain import AttemptResult
 from dialer.metrics import MeteredLauncher, Metrics, MetricsObserver, SipWorkerCollector
 from dialer.outcome import Outcome, classify
 from dialer.phone import InvalidPhoneNumber, parse_phone
-from dialer.ports import CallEvent, Coordinator
+from dialer.ports import CallEvent, CallRequest, Coordinator
 from dialer.regions import RuleBook
 from dialer.single_calls import CallNotPlaced, SingleCalls
 from dialer.storage import SqlStore, TrunkRecord
@@ -80,6 +80,7 @@ class Runtime:
         self.coordinator = coordinator
         self.node_id = node_id or f"{socket.gethostname()}-{os.getpid()}"
         self.metrics = metrics or Metrics()
+        self._call_limits: dict[UUID, int] = {}  # tenant -> longest call, refreshed with the metrics
         self.gateway = SipGateway(
             self._trunk,
             self._inbound_route,
@@ -90,6 +91,7 @@ class Runtime:
             rtp_port=settings.sip_rtp_port,
             rtp_ports_per_worker=settings.sip_rtp_ports_per_worker,
             max_call_seconds=settings.max_call_seconds,
+            max_call_seconds_for=self._call_limit,
             worker_urls=self._worker_url,
         )
         self.gateway.on_bridge = self._on_bridge
@@ -124,6 +126,7 @@ class Runtime:
     async def start(self) -> None:
         """Start SIP workers (learning their capacity), register trunks, then dispatch and schedule."""
         await self.webhooks.start()
+        self._call_limits = await self.store.tenant_call_limits()
         await self.gateway.start()
         for record in await self.store.list_trunks():
             if record.spec.register:
@@ -336,8 +339,17 @@ class Runtime:
 
     # ---- metrics snapshots -------------------------------------------------------------------------
 
+    def _call_limit(self, request: CallRequest) -> float | None:
+        """The tenant's own maximum call duration, capped by the node-wide DIALER_MAX_CALL_SECONDS."""
+        limit = self._call_limits.get(request.tenant_id)
+        return min(float(limit), self.settings.max_call_seconds) if limit else None
+
     async def refresh_metrics(self) -> None:
-        """Slots in use vs cap for every DID, trunk and campaign being dialled; prospects by state."""
+        """Slots in use vs cap for every DID, trunk and campaign being dialled; prospects by state.
+
+        Also re-reads the tenants' call-duration limits (a new tenant gets its own within one pass).
+        """
+        self._call_limits = await self.store.tenant_call_limits()
         seen: set[str] = set()
         for campaign_id in await self.store.active_campaign_ids():
             plan = await self.store.campaign_plan(campaign_id)

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from dialer.storage.base import SqlBase, threaded
 from dialer.storage.records import TrunkRecord, TrunkSpec
-from dialer.storage.tables import agents, phone_numbers, trunks
+from dialer.storage.tables import agents, phone_numbers, tenants, trunks
 
 
 @dataclass(frozen=True)
@@ -81,3 +81,10 @@ class RoutingLookups(SqlBase):
                 sa.select(phone_numbers.c.max_concurrent_calls).where(phone_numbers.c.id == number_id)
             )
         return cap
+
+    @threaded
+    def tenant_call_limits(self) -> dict[UUID, int]:
+        """Every tenant's longest allowed call in seconds (the toll-fraud guard the gateway enforces)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(tenants.c.id, tenants.c.max_call_duration_seconds))
+            return {row.id: row.max_call_duration_seconds for row in rows}

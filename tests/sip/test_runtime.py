@@ -311,3 +311,19 @@ async def test_worker_transfer_request_refers_the_callee_and_records_it(stack: S
         "completed",
     )
     assert await peer.finished() == 0, "REFER sent, NOTIFYs followed, our BYE after the final one"
+
+
+async def test_a_tenants_maximum_call_duration_is_enforced(stack: Stack, sipp) -> None:
+    peer = sipp("answer", calls=1)
+    tenant = await stack.store.create_tenant("Short calls", default_region="GB", max_call_duration_seconds=1)
+    trunk = await stack.store.create_trunk(
+        tenant, TrunkSpec(name="t", host="127.0.0.1", port=peer.port, max_cps=50)
+    )
+    did = await stack.store.import_number(tenant, DIDS[1], trunk, country="GB", max_concurrent_calls=1)
+    await stack.runtime.refresh_metrics()  # picks up the new tenant's limit
+    call_id = await stack.store.create_call(tenant, DIDS[1], "+442079460300", from_did_id=did, trunk_id=trunk)
+    await stack.runtime.single_calls.place(call_id)
+    ended = await until(lambda: next((c for c in stack.calls() if c.id == call_id and c.ended_at), None), 10)
+    assert ended.answered_at is not None and ended.duration_seconds is not None
+    assert 0.8 < ended.duration_seconds < 2.5, "hung up at the tenant's 1 s limit, not the node's hour"
+    assert ended.reason is not None and "duration" in ended.reason
