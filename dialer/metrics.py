@@ -113,6 +113,19 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=r,
         )
+        self.transfers = Counter(
+            "dialer_transfers",
+            "Human transfers by method (refer, bridge, inbound_refer) and result (completed/bridged/failed)",
+            ["method", "result"],
+            registry=r,
+        )
+        self.transfer_seconds = Histogram(
+            "dialer_transfer_duration_seconds",
+            "Transfer start to the human reached (or the attempt given up)",
+            ["method"],
+            buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60),
+            registry=r,
+        )
         self.prospects = Gauge(
             "dialer_prospects", "Prospects by campaign and state", ["campaign", "state"], registry=r
         )
@@ -166,6 +179,13 @@ class Metrics:
     def webhook_delivery(self, result: str) -> None:
         """``result``: delivered, retried, failed or dropped (never a URL: it may carry a token)."""
         self.webhook_deliveries.labels(result).inc()
+
+    # ---- human transfers ----------------------------------------------------------------------------
+
+    def transfer_settled(self, method: str, result: str, seconds: float) -> None:
+        """``result`` completed, bridged or failed (the reason stays out of labels: it is free text)."""
+        self.transfers.labels(method, result).inc()
+        self.transfer_seconds.labels(method).observe(max(0.0, seconds))
 
     # ---- snapshots refreshed by the runtime --------------------------------------------------------
 

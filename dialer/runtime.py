@@ -258,9 +258,13 @@ class Runtime:
         elif isinstance(event, TransferCompleted):
             self._spawn(self.store.record_transfer(event.call_id, None, event.method, event.result))
             took = (event.at - event.started_at).total_seconds()
+            self.metrics.transfer_settled(event.method, event.result, took)
             log.info("call %s transferred by %s in %.2f s", event.call_id, event.method, took)
         elif isinstance(event, TransferFailed):
             result = f"failed ({event.reason})"
+            self.metrics.transfer_settled(
+                event.method, "failed", (event.at - event.started_at).total_seconds()
+            )
             self._spawn(self.store.record_transfer(event.call_id, None, event.method, result))
             log.info("call %s: %s transfer failed: %s", event.call_id, event.method, event.reason)
 

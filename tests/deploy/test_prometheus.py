@@ -40,6 +40,8 @@ def exercised() -> Metrics:
     metrics.dispatch_lag.observe(0.2)
     metrics.leases_lost.inc()
     metrics.http_request("GET", "/campaigns/{id}", 200, 0.01)
+    metrics.transfer_settled("refer", "completed", 0.05)
+    metrics.webhook_delivery("failed")
     metrics.set_slots("trunk", uuid4(), 3, 10)
     metrics.set_prospects(uuid4(), {"pending": 5, "completed": 2})
     metrics.registry.register(SipWorkerCollector(lambda: {"sip-0": 123, "sip-1": None}, lambda: 4))

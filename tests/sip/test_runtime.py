@@ -311,6 +311,8 @@ async def test_worker_transfer_request_refers_the_callee_and_records_it(stack: S
         "completed",
     )
     assert await peer.finished() == 0, "REFER sent, NOTIFYs followed, our BYE after the final one"
+    value = stack.runtime.metrics.registry.get_sample_value
+    assert value("dialer_transfers_total", {"method": "refer", "result": "completed"}) == 1
 
 
 async def test_a_tenants_maximum_call_duration_is_enforced(stack: Stack, sipp) -> None:
