@@ -19,13 +19,13 @@ from prometheus_client.registry import Collector
 from dialer.dispatch import end_outcome
 from dialer.outcome import Outcome
 from dialer.ports import (
-    CallAnswered,
     CallEnded,
     CallEvent,
     CallLauncher,
     CallRequest,
     CallRinging,
     DispatchObserver,
+    ObservingLauncher,
 )
 
 NO_CAMPAIGN = "none"  # label value of calls placed one at a time through the API
@@ -220,49 +220,25 @@ class _Placed:
     trunk: str
 
 
-class MeteredLauncher(CallLauncher):
+class MeteredLauncher(ObservingLauncher[_Placed]):
     """A CallLauncher that counts what passes through it, then forwards to the real one."""
 
     def __init__(self, inner: CallLauncher, metrics: Metrics) -> None:
-        super().__init__()
-        self.inner = inner
+        super().__init__(inner)
         self.metrics = metrics
-        self._calls: dict[UUID, _Placed] = {}
-        inner.on_event = self._seen
 
-    async def place(self, request: CallRequest) -> None:
-        placed = _Placed(str(request.campaign_id or NO_CAMPAIGN), str(request.trunk_id))
-        self._calls[request.attempt_id] = placed  # events may arrive before place() returns
-        try:
-            await self.inner.place(request)
-        except BaseException:
-            self._calls.pop(request.attempt_id, None)
-            raise
-        self.metrics.call_placed(placed.trunk)
+    def remember(self, request: CallRequest) -> _Placed:
+        return _Placed(str(request.campaign_id or NO_CAMPAIGN), str(request.trunk_id))
 
-    async def hangup(self, attempt_id: UUID) -> None:
-        await self.inner.hangup(attempt_id)
+    def placed(self, kept: _Placed) -> None:
+        self.metrics.call_placed(kept.trunk)
 
-    def capacity(self) -> int:
-        return self.inner.capacity()
-
-    def live_attempts(self) -> set[UUID]:
-        return self.inner.live_attempts()
-
-    def _seen(self, event: CallEvent) -> None:
-        placed = self._calls.get(event.attempt_id)
-        if placed is not None:
-            if isinstance(event, CallRinging):
-                self.metrics.call_ringing(
-                    placed.trunk, event.pdd_ms / 1000 if event.pdd_ms is not None else None
-                )
-            elif isinstance(event, CallEnded):
-                del self._calls[event.attempt_id]
-                talk = _seconds(event.answered_at, event.at)
-                self.metrics.call_ended(placed.campaign, placed.trunk, end_outcome(event), talk)
-            elif isinstance(event, CallAnswered):
-                pass  # counted at the end, with the outcome
-        self.on_event(event)
+    def observe(self, kept: _Placed, event: CallEvent) -> None:
+        if isinstance(event, CallRinging):
+            self.metrics.call_ringing(kept.trunk, event.pdd_ms / 1000 if event.pdd_ms is not None else None)
+        elif isinstance(event, CallEnded):
+            talk = _seconds(event.answered_at, event.at)
+            self.metrics.call_ended(kept.campaign, kept.trunk, end_outcome(event), talk)
 
 
 def _seconds(start: datetime | None, end: datetime) -> float | None:

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from dialer.domain import (
@@ -271,6 +271,62 @@ class DispatchObserver:
 
     def campaign_completed(self, campaign_id: UUID) -> None:
         """The campaign ran out of prospects to dial and was marked ``completed``."""
+
+
+T = TypeVar("T")
+
+
+class ObservingLauncher(CallLauncher, Generic[T]):
+    """A CallLauncher that watches the calls passing through it (metrics, webhooks), then forwards.
+
+    ``remember(request)`` keeps what the watcher needs of a call (before the INVITE: events may come
+    before place() returns); ``observe(kept, event)`` sees each of the call's events; the call is
+    forgotten at its end or when placing it fails. Events of other calls pass straight through.
+    """
+
+    def __init__(self, inner: CallLauncher) -> None:
+        super().__init__()
+        self.inner = inner
+        self._calls: dict[UUID, T] = {}
+        inner.on_event = self._seen
+
+    @abstractmethod
+    def remember(self, request: CallRequest) -> T:
+        """What to keep about a call being placed."""
+
+    @abstractmethod
+    def observe(self, kept: T, event: CallEvent) -> None:
+        """One event of a call placed through this launcher."""
+
+    def placed(self, kept: T) -> None:
+        """The call was handed to the SIP stack."""
+
+    async def place(self, request: CallRequest) -> None:
+        kept = self._calls[request.attempt_id] = self.remember(request)
+        try:
+            await self.inner.place(request)
+        except BaseException:
+            self._calls.pop(request.attempt_id, None)
+            raise
+        self.placed(kept)
+
+    async def hangup(self, attempt_id: UUID) -> None:
+        await self.inner.hangup(attempt_id)
+
+    def capacity(self) -> int:
+        return self.inner.capacity()
+
+    def live_attempts(self) -> set[UUID]:
+        return self.inner.live_attempts()
+
+    def _seen(self, event: CallEvent) -> None:
+        if isinstance(event, CallEnded):
+            kept = self._calls.pop(event.attempt_id, None)
+        else:
+            kept = self._calls.get(event.attempt_id)
+        if kept is not None:
+            self.observe(kept, event)
+        self.on_event(event)
 
 
 class LauncherFull(Exception):

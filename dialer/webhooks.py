@@ -25,6 +25,7 @@ from dialer.ports import (
     CallRequest,
     CallRinging,
     DispatchObserver,
+    ObservingLauncher,
 )
 from dialer.storage.webhooks import WebhookAdmin
 from dialer.webhook_delivery import DEFAULT_RETRY_DELAYS, WebhookEvent, WebhookSender
@@ -174,17 +175,14 @@ class _Call:
     data: dict[str, Any]
 
 
-class WebhookLauncher(CallLauncher):
+class WebhookLauncher(ObservingLauncher[_Call]):
     """A CallLauncher that emits ``call.*`` events for what passes through it, then forwards them."""
 
     def __init__(self, inner: CallLauncher, emitter: WebhookEmitter) -> None:
-        super().__init__()
-        self.inner = inner
+        super().__init__(inner)
         self.emitter = emitter
-        self._calls: dict[UUID, _Call] = {}
-        inner.on_event = self._seen
 
-    async def place(self, request: CallRequest) -> None:
+    def remember(self, request: CallRequest) -> _Call:
         data = _call_data(
             request.attempt_id,
             request.campaign_id,
@@ -194,27 +192,10 @@ class WebhookLauncher(CallLauncher):
             request.from_number,
             request.to_number,
         )
-        self._calls[request.attempt_id] = _Call(request.tenant_id, data)  # events may beat place()
-        try:
-            await self.inner.place(request)
-        except BaseException:
-            self._calls.pop(request.attempt_id, None)
-            raise
+        return _Call(request.tenant_id, data)
 
-    async def hangup(self, attempt_id: UUID) -> None:
-        await self.inner.hangup(attempt_id)
-
-    def capacity(self) -> int:
-        return self.inner.capacity()
-
-    def live_attempts(self) -> set[UUID]:
-        return self.inner.live_attempts()
-
-    def _seen(self, event: CallEvent) -> None:
-        call = self._calls.get(event.attempt_id)
-        if call is not None:
-            self._emit(call, event)
-        self.on_event(event)
+    def observe(self, kept: _Call, event: CallEvent) -> None:
+        self._emit(kept, event)
 
     def _emit(self, call: _Call, event: CallEvent) -> None:
         emit = self.emitter.emit
@@ -223,7 +204,6 @@ class WebhookLauncher(CallLauncher):
         elif isinstance(event, CallAnswered):
             emit(CALL_ANSWERED, call.data | {"answered_at": event.at.isoformat()}, tenant_id=call.tenant_id)
         elif isinstance(event, CallEnded):
-            del self._calls[event.attempt_id]
             outcome = end_outcome(event)
             ended = _end_data(
                 outcome, event.sip_code, event.reason, event.invited_at, event.answered_at, event.at
