@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from uuid import uuid4
 
 import pytest
 import redis
@@ -48,3 +51,23 @@ def postgres_url() -> str:
     finally:
         engine.dispose()
     return url
+
+
+@contextmanager
+def postgres_schema(postgres_url: str, prefix: str = "test") -> Iterator[str]:
+    """A URL whose connections use a fresh PostgreSQL schema, dropped (with everything in it) after."""
+    import sqlalchemy as sa
+
+    base = sa.make_url(postgres_url)
+    schema = f"{prefix}_{uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False
+        )
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        admin.dispose()

@@ -6,17 +6,17 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import httpx
 import pytest
-import sqlalchemy as sa
 import uvicorn
 
 from api.app import create_app
 from api.ratelimit import Limit, RateLimits
 from api.runtime import CallRejected
 from dialer.storage import SqlStore, TrunkSpec
+from tests.conftest import postgres_schema
 
 DID = "+14155550100"
 DID_2 = "+14155550101"
@@ -71,19 +71,8 @@ def store_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> I
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'api.db'}"
         return
-    base = sa.make_url(request.getfixturevalue("postgres_url"))
-    schema = f"test_api_{uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False
-        )
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    finally:
-        admin.dispose()
+    with postgres_schema(request.getfixturevalue("postgres_url"), "test_api") as url:
+        yield url
 
 
 @pytest.fixture

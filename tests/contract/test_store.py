@@ -30,6 +30,7 @@ from dialer.storage.campaigns import ProspectRow
 from dialer.storage.sql import due_query
 from dialer.storage.tables import dnc_entries, metadata
 from dialer.storage.tables import prospects as prospect_rows
+from tests.conftest import postgres_schema
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # a Monday
 DID_NUMBER = "+15550001000"
@@ -41,18 +42,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'data' / 'dialer.db'}"
         return
-    base = sa.make_url(request.getfixturevalue("postgres_url"))
-    schema = f"test_{uuid4().hex[:16]}"
-    admin = sa.create_engine(base)
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        url = base.update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    finally:
-        admin.dispose()
+    with postgres_schema(request.getfixturevalue("postgres_url")) as url:
+        yield url
 
 
 @pytest.fixture
