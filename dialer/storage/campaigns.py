@@ -248,11 +248,15 @@ class CampaignAdmin(SqlBase):
         agent_id: UUID | None = None,
         created_at: datetime | None = None,
         call_id: UUID | None = None,
+        prospect_id: UUID | None = None,
+        callee_name: str | None = None,
     ) -> UUID:
         """Record a call outside any campaign (API single call, inbound call), status ``dialing``.
 
         ``call_id`` lets the SIP gateway keep the id it already gave an inbound call. finish_attempt
-        ends it like any attempt; open_attempts does not list it (no campaign).
+        ends it like any attempt; open_attempts does not list it (no campaign). ``prospect_id`` links an
+        API call to an existing prospect (its record is shown with the call; its state is not touched),
+        ``callee_name`` is who is called (``sip_data.name``).
         """
         call_id = call_id or uuid4()
         with self._engine.begin() as conn:
@@ -266,6 +270,8 @@ class CampaignAdmin(SqlBase):
                     to_number=to_number,
                     trunk_id=trunk_id,
                     agent_id=agent_id,
+                    prospect_id=prospect_id,
+                    callee_name=callee_name,
                     status="dialing",
                     created_at=created_at or utcnow(),
                 )

@@ -25,6 +25,10 @@ def weekday_name(day: str) -> str:
     raise ValueError(f"unknown weekday {day!r}")
 
 
+#: What a campaign's opt-out digit may be: one RFC 2833 key of a phone's keypad.
+OPT_OUT_DIGITS = frozenset("0123456789*#")
+
+
 @dataclass(frozen=True)
 class CampaignSpec:
     """A campaign's settings: the seed's POST /campaigns body without ``candidates``/``from_numbers``.
@@ -56,6 +60,7 @@ class CampaignSpec:
     reschedule_min_delay_hours: float = 1.0
     is_hr_campaign: bool = False
     default_region: str | None = None
+    opt_out_digit: str | None = None  # DTMF the callee presses to be put on the tenant's DNC list
 
     def __post_init__(self) -> None:
         # Fail at the edge: a bad zone or day name stored here would break every dispatch tick later.
@@ -64,6 +69,8 @@ class CampaignSpec:
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {self.timezone!r}") from None
         object.__setattr__(self, "call_days", tuple(weekday_name(d) for d in self.call_days))
+        if self.opt_out_digit is not None and self.opt_out_digit not in OPT_OUT_DIGITS:
+            raise ValueError("opt_out_digit must be one DTMF digit: 0-9, * or #")
 
 
 SPEC_FIELDS = tuple(f.name for f in fields(CampaignSpec))
@@ -175,6 +182,10 @@ class AttemptRecord:
     transfer_to: str | None
     transfer_method: str | None
     transfer_result: str | None
+    transfer_started_at: datetime | None  # the transfer was asked for (or the far end's REFER came)
+    transfer_ended_at: datetime | None  # it settled: REFER final NOTIFY, human bridged, or failed
+    worker_connected_at: datetime | None  # the voice worker got ``start`` (abandonment)
+    callee_name: str | None  # the prospect's name, or ``sip_data.name`` of an API call
 
 
 #: The prospects columns a domain Prospect is built from (the hot query reads only these).

@@ -142,6 +142,7 @@ class SqlStore(
             agent = (
                 sa.select(campaigns.c.agent_id).where(campaigns.c.id == attempt.campaign_id).scalar_subquery()
             )
+            name = sa.select(prospects.c.name).where(prospects.c.id == attempt.prospect_id).scalar_subquery()
             conn.execute(
                 sa.insert(attempts).values(
                     id=attempt.id,
@@ -155,6 +156,7 @@ class SqlStore(
                     to_number=attempt.to_number,
                     trunk_id=attempt.trunk_id,
                     agent_id=agent,
+                    callee_name=name,
                     lease_token=attempt.lease_token,
                     status="dialing",
                     created_at=attempt.created_at,

@@ -165,6 +165,7 @@ class CampaignRow(SQLModel, table=True):
     reschedule_min_delay_hours: float
     is_hr_campaign: bool = False
     default_region: str
+    opt_out_digit: str | None = None  # a DTMF digit that puts the callee on the tenant's DNC list
     status: str  # draft | scheduled | active | paused | completed
     scheduled_start_time: datetime | None = _opt_ts()
     created_at: datetime = _ts()
@@ -259,6 +260,10 @@ class AttemptRow(SQLModel, table=True):
     transfer_to: str | None = None
     transfer_method: str | None = None  # refer | bridge
     transfer_result: str | None = None
+    transfer_started_at: datetime | None = _opt_ts()
+    transfer_ended_at: datetime | None = _opt_ts()
+    callee_name: str | None = None  # the prospect's name, or sip_data.name of an API call
+    worker_connected_at: datetime | None = _opt_ts()  # the voice worker took the call (abandonment)
 
 
 class DncEntryRow(SQLModel, table=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -20,7 +21,15 @@ from dialer.storage.records import (
     attempt_from_row,
     prospect_from_row,
 )
-from dialer.storage.tables import agents, attempts, campaign_dids, campaigns, phone_numbers, prospects
+from dialer.storage.tables import (
+    agents,
+    attempts,
+    campaign_dids,
+    campaigns,
+    phone_numbers,
+    prospects,
+    tenants,
+)
 
 #: The seed's call statuses, in the order a call goes through them.
 CALL_STATUSES = ("triggered", "in-progress", "completed", "failed")
@@ -64,6 +73,7 @@ class CallView:
     prospect_name: str | None
     prospect_custom: Mapping[str, Any]
     agent_name: str | None
+    tenant_name: str | None = None  # the seed's ``agent.client.name``
 
 
 @dataclass(frozen=True)
@@ -82,9 +92,11 @@ def _call_query() -> sa.Select[Any]:
             prospects.c.name.label("prospect_name"),
             prospects.c.custom.label("prospect_custom"),
             agents.c.name.label("agent_name"),
+            tenants.c.name.label("tenant_name"),
         )
         .outerjoin(prospects, prospects.c.id == attempts.c.prospect_id)
         .outerjoin(agents, agents.c.id == attempts.c.agent_id)
+        .join(tenants, tenants.c.id == attempts.c.tenant_id)
     )
 
 
@@ -94,6 +106,7 @@ def _call_view(row: sa.RowMapping) -> CallView:
         prospect_name=row["prospect_name"],
         prospect_custom=dict(row["prospect_custom"] or {}),
         agent_name=row["agent_name"],
+        tenant_name=row["tenant_name"],
     )
 
 
@@ -229,15 +242,48 @@ class CampaignViews(SqlBase):
             return result.rowcount == 1
 
     @threaded
-    def record_transfer(self, call_id: UUID, to: str | None, method: str, result: str) -> bool:
-        """Set a call's transfer target (None: keep the stored one), method and result; False if unknown.
+    def record_worker_connected(self, call_id: UUID, at: datetime) -> bool:
+        """When the call's voice worker took it (first ``start`` on an open socket); a time already
+        stored stays. False when the call is unknown or already has one."""
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                sa.update(attempts)
+                .where(attempts.c.id == call_id, attempts.c.worker_connected_at.is_(None))
+                .values(worker_connected_at=at)
+            )
+            return result.rowcount == 1
 
-        Written when a transfer starts (result ``pending``) and again when it settles, whether or not
-        the call has ended meanwhile (a completed REFER ends the call at about the same time).
+    @threaded
+    def record_transfer(
+        self,
+        call_id: UUID,
+        to: str | None,
+        method: str,
+        result: str,
+        *,
+        started_at: datetime | None = None,
+        ended_at: datetime | None = None,
+    ) -> bool:
+        """Set a call's transfer target (None: keep the stored one), method, result and times; False if
+        unknown.
+
+        Written when a transfer starts (result ``pending``: ``started_at``, now if not given, and no end
+        yet) and again when it settles, whether or not the call has ended meanwhile (a completed REFER
+        ends the call at about the same time): ``ended_at``, and ``started_at`` only where none is
+        stored (a REFER from the far end has no ``pending`` row; a requested one keeps its request time).
         """
         values: dict[str, Any] = {"transfer_method": method, "transfer_result": result}
         if to is not None:
             values["transfer_to"] = to
+        if result == "pending":
+            values["transfer_started_at"] = started_at or utcnow()
+            values["transfer_ended_at"] = None
+        else:
+            if started_at is not None:
+                column = attempts.c.transfer_started_at
+                values["transfer_started_at"] = sa.func.coalesce(column, sa.literal(started_at, column.type))
+            if ended_at is not None:
+                values["transfer_ended_at"] = ended_at
         with self._engine.begin() as conn:
             result_ = conn.execute(sa.update(attempts).where(attempts.c.id == call_id).values(values))
             return result_.rowcount == 1

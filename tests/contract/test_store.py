@@ -126,7 +126,7 @@ async def test_migrate_twice_is_a_noop_and_matches_the_models(store: SqlStore) -
     await store.ping()
     assert await store.tenant_exists(tenant) and not await store.tenant_exists(uuid4())
     with store.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     assert await store.list_campaigns(tenant) == []
 
@@ -205,6 +205,7 @@ async def test_claim_succeeds_once(store: SqlStore) -> None:
         world.agent,
     )
     assert record.created_at == T0 and record.direction == "outbound"
+    assert record.callee_name == "P 0001", "the call record names who was called"
 
 
 async def test_concurrent_claims_exactly_one_wins(store: SqlStore) -> None:
