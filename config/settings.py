@@ -21,9 +21,30 @@ class Settings(BaseSettings):
     )
     # coordination
     redis_url: str | None = Field(default=None, description="Unset = in-process coordination")
+    redis_namespace: str = Field(
+        default="dialer", description="Prefix of every Redis key: several deployments can share one Redis"
+    )
+    node_id: str | None = Field(
+        default=None, description="This node's name in leases, leadership and presence (default host-pid)"
+    )
+    gateway_command_timeout_seconds: float = Field(
+        default=5.0, description="How long an API node waits for a gateway node to take a call command"
+    )
+    # scheduler
+    scheduler_interval_seconds: float = Field(
+        default=5.0, description="How often scheduled starts are checked (and leadership renewed)"
+    )
+    scheduler_lead_ttl_seconds: float = Field(
+        default=15.0, description="Scheduler leadership lease: a standby takes over this long after a crash"
+    )
     # HTTP API
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    # webhooks out
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Let webhook URLs point at loopback/private/link-local addresses (SSRF guard off)",
+    )
     # SIP
     sip_host: str = "127.0.0.1"
     sip_port: int = 5060
@@ -33,6 +54,18 @@ class Settings(BaseSettings):
     )
     sip_rtp_ports_per_worker: int = 2000
     max_call_seconds: float = Field(default=3600.0, description="Toll-fraud guard: longest call allowed")
+    # voice-worker bridge
+    worker_reconnect_attempts: int = Field(
+        default=0,
+        ge=0,
+        description="Attempts per call to re-open a voice worker's dropped WebSocket (0: hang up at once)",
+    )
+    worker_reconnect_backoff_seconds: float = Field(
+        default=0.1,
+        gt=0,
+        le=1.0,
+        description="Wait before the first re-opening attempt, doubled after each; all in 1.5 s of a drop",
+    )
     # dispatch
     dispatch_tick_seconds: float = Field(default=1.0, description="Safety-net tick; refills are event-driven")
     lease_ttl_seconds: float = Field(default=30.0, description="Slot lease TTL; renewed while a call is up")

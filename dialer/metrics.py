@@ -39,6 +39,20 @@ _NETWORK_EFFECTIVE = {
     Outcome.VOICEMAIL,
 }
 _PDD_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30)
+# An answered call whose voice worker is not connected this long after the answer is abandoned (the
+# callee heard dead air): Ofcom's 2 s, also the bound the bridge holds for an unreachable worker.
+ABANDON_SECONDS = 2.0
+
+
+def abandoned(answered_at: datetime, connected_at: datetime | None, ended_at: datetime | None = None) -> bool:
+    """Whether an answered call was abandoned: its voice worker connected over 2 s after the answer, or
+    never did and either the gateway hung up for want of it, or the callee waited more than 2 s and hung
+    up (``ended_at``: the call ended then with no worker; a callee gone within 2 s was not let down)."""
+    if connected_at is not None:
+        return (connected_at - answered_at).total_seconds() > ABANDON_SECONDS
+    return ended_at is None or (ended_at - answered_at).total_seconds() > ABANDON_SECONDS
+
+
 _DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 3600)
 
 
@@ -126,6 +140,18 @@ class Metrics:
             buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60),
             registry=r,
         )
+        self.worker_calls = Counter(
+            "dialer_worker_calls",
+            "Answered calls handed to a voice worker (the abandonment-rate denominator)",
+            ["campaign", "direction"],
+            registry=r,
+        )
+        self.abandoned = Counter(
+            "dialer_calls_abandoned",
+            "Answered calls whose voice worker was not connected within 2 s of the answer, or never",
+            ["campaign", "direction"],
+            registry=r,
+        )
         self.prospects = Gauge(
             "dialer_prospects", "Prospects by campaign and state", ["campaign", "state"], registry=r
         )
@@ -166,6 +192,21 @@ class Metrics:
         self.inbound.labels(outcome.value).inc()
         if talk_seconds is not None:
             self.duration.labels("inbound").observe(talk_seconds)
+
+    # ---- voice workers -----------------------------------------------------------------------------
+
+    def worker_joined(
+        self,
+        campaign: str,
+        direction: str,
+        answered_at: datetime,
+        connected_at: datetime | None,
+        ended_at: datetime | None = None,
+    ) -> None:
+        """Once per answered call streamed to a voice worker (arguments: see ``abandoned``)."""
+        self.worker_calls.labels(campaign, direction).inc()
+        if abandoned(answered_at, connected_at, ended_at):
+            self.abandoned.labels(campaign, direction).inc()
 
     # ---- REST API ---------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from dialer.domain import (
 )
 
 # --------------------------------------------------------------------------------------------------
-# Coordination: leases over counted slots, CPS buckets, leadership. In-process or Redis.
+# Coordination: leases over counted slots, CPS buckets, leadership, presence and queues. In-process or Redis.
 # --------------------------------------------------------------------------------------------------
 
 
@@ -47,7 +47,8 @@ class Lease:
 
 
 class Coordinator(ABC):
-    """Leases with TTL and fencing tokens, token buckets for calls-per-second, and leadership."""
+    """Leases with TTL and fencing tokens, token buckets for calls-per-second, leadership, and
+    presence plus message queues between nodes."""
 
     @abstractmethod
     async def acquire(self, slots: Sequence[Slot], holder: str, ttl: float) -> Lease | None:
@@ -92,6 +93,33 @@ class Coordinator(ABC):
     @abstractmethod
     async def resign(self, name: str, holder: str) -> None:
         """Give up leadership of ``name`` if ``holder`` has it."""
+
+    # ---- between nodes: who is alive, and messages (how API nodes reach gateway nodes) ------------
+
+    @abstractmethod
+    async def announce(self, group: str, member: str, ttl: float) -> None:
+        """List ``member`` in ``group`` for ``ttl`` seconds; announcing again extends it."""
+
+    @abstractmethod
+    async def withdraw(self, group: str, member: str) -> None:
+        """Take ``member`` out of ``group`` now (a clean shutdown); a no-op when it is not listed."""
+
+    @abstractmethod
+    async def members(self, group: str) -> list[str]:
+        """The members of ``group`` whose last announcement has not expired, sorted."""
+
+    @abstractmethod
+    async def push(self, queue: str, message: str, ttl: float) -> None:
+        """Append ``message`` to ``queue``; a message nobody has popped within ``ttl`` s is dropped."""
+
+    @abstractmethod
+    async def pop(self, queues: Sequence[str], wait: float) -> tuple[str, str] | None:
+        """Take the oldest live message of the first non-empty queue in ``queues`` as (queue, message),
+        waiting up to ``wait`` seconds for one (0: do not wait); None when none came.
+
+        A message is never handed to two callers, however many nodes pop the same queue (one whose
+        caller dies mid-pop is lost, not redelivered: the asker's deadline covers that).
+        """
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Free connections."""

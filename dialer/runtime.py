@@ -1,6 +1,8 @@
 """The running dialer: SIP gateway, dispatcher, single calls, inbound records and scheduler over one store.
 
 ``dialer serve`` builds one Runtime and hands it to the API (it implements ``api.runtime.ApiRuntime``).
+A ``--role gateway`` node builds it without the scheduler (``schedule=False``) and takes the API's
+commands from the coordinator (``dialer.commands.GatewayServer``); ``--role all`` runs everything.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -18,30 +22,59 @@ from config.settings import Settings
 from dialer.allocation import campaign_resource, did_resource, trunk_resource
 from dialer.dispatch import Dispatcher
 from dialer.domain import AttemptResult
-from dialer.metrics import MeteredLauncher, Metrics, MetricsObserver, SipWorkerCollector
+from dialer.metrics import NO_CAMPAIGN, MeteredLauncher, Metrics, MetricsObserver, SipWorkerCollector
+from dialer.opt_out import OptOuts
 from dialer.outcome import Outcome, classify
 from dialer.phone import InvalidPhoneNumber, parse_phone
-from dialer.ports import CallEvent, CallRequest, Coordinator
+from dialer.ports import CallEvent, CallRequest, Coordinator, DispatchObserver
 from dialer.regions import RuleBook
 from dialer.single_calls import CallNotPlaced, SingleCalls
-from dialer.storage import SqlStore, TrunkRecord
+from dialer.storage import AttemptRecord, SqlStore, TrunkRecord
 from dialer.webhooks import build_webhooks
 from scheduler.jobs import CampaignScheduler
 from sip.events import (
     BridgeEvent,
+    DigitPressed,
     InboundEnded,
     InboundEvent,
     InboundOffered,
     InboundRoute,
+    OptOutRequested,
     TransferCompleted,
     TransferFailed,
     TransferRequested,
+    WorkerConnected,
+    WorkerMissing,
 )
 from sip.launcher import SipGateway
 from sip.supervisor import GatewayError
 from sip.trunks import Transport, TrunkConfig
 
 log = logging.getLogger(__name__)
+
+PENDING = "pending"  # a call's transfer_result while its transfer is under way
+TRANSFER_UNDER_WAY = "a transfer of this call is already under way"
+
+
+class Watchers(DispatchObserver):
+    """The dispatcher's observer: the webhook and metrics observer first, then every watcher added by
+    ``Runtime.add_observer``. Each method of the port is passed on, methods added to it later included;
+    a watcher's error is logged, never raised into the dispatch loop."""
+
+    def __init__(self, first: DispatchObserver) -> None:
+        self.observers: list[DispatchObserver] = [first]
+        for name in vars(DispatchObserver):
+            if not name.startswith("_"):
+                setattr(self, name, partial(self._fan, name))
+
+    def _fan(self, name: str, *args: object) -> None:
+        first, *watchers = self.observers
+        getattr(first, name)(*args)
+        for watcher in watchers:
+            try:
+                getattr(watcher, name)(*args)
+            except Exception:
+                log.exception("dispatch watcher %s failed", type(watcher).__name__)
 
 
 def trunk_config(record: TrunkRecord) -> TrunkConfig:
@@ -74,11 +107,12 @@ class Runtime:
         *,
         node_id: str | None = None,
         metrics: Metrics | None = None,
+        schedule: bool = True,
     ) -> None:
         self.settings = settings
         self.store = store
         self.coordinator = coordinator
-        self.node_id = node_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.node_id = node_id or settings.node_id or f"{socket.gethostname()}-{os.getpid()}"
         self.metrics = metrics or Metrics()
         self._call_limits: dict[UUID, int] = {}  # tenant -> longest call, refreshed with the metrics
         self.gateway = SipGateway(
@@ -93,10 +127,15 @@ class Runtime:
             max_call_seconds=settings.max_call_seconds,
             max_call_seconds_for=self._call_limit,
             worker_urls=self._worker_url,
+            worker_reconnects=settings.worker_reconnect_attempts,
+            worker_backoff=settings.worker_reconnect_backoff_seconds,
         )
         self.gateway.on_bridge = self._on_bridge
         self.metrics.registry.register(SipWorkerCollector(self.gateway.workers, self.gateway.capacity))
-        self.webhooks = build_webhooks(store, self.metrics)
+        self.webhooks = build_webhooks(store, self.metrics, allow_private=settings.webhook_allow_private)
+        self.opt_outs = OptOuts(store, self.webhooks)  # opt-outs said or keyed during calls
+        self.watchers = Watchers(self.webhooks.observer(MetricsObserver(self.metrics)))
+        self._listeners: list[Callable[[CallEvent], None]] = []  # see add_observer
         self.launcher = MeteredLauncher(self.webhooks.launcher(self.gateway), self.metrics)
         self.dispatcher = Dispatcher(
             store,
@@ -106,13 +145,23 @@ class Runtime:
             node_id=self.node_id,
             lease_ttl=settings.lease_ttl_seconds,
             tick=settings.dispatch_tick_seconds,
-            observer=self.webhooks.observer(MetricsObserver(self.metrics)),
+            observer=self.watchers,
         )
         self.single_calls = SingleCalls(
             store, coordinator, self.launcher, lease_ttl=settings.lease_ttl_seconds
         )
-        self.scheduler = CampaignScheduler(
-            store, coordinator, self.node_id, on_started=self._started_on_schedule
+        # None on a gateway-only node: the scheduler role runs the scheduled starts there.
+        self.scheduler = (
+            CampaignScheduler(
+                store,
+                coordinator,
+                self.node_id,
+                on_started=self._started_on_schedule,
+                interval=settings.scheduler_interval_seconds,
+                lead_ttl=settings.scheduler_lead_ttl_seconds,
+            )
+            if schedule
+            else None
         )
         # The dispatcher took the launcher's event callback; single calls' events go to their owner.
         self._to_dispatcher = self.launcher.on_event
@@ -120,6 +169,7 @@ class Runtime:
         self._dispatching: asyncio.Task[None] | None = None
         self._settling: set[asyncio.Task[None]] = set()
         self._refreshing: asyncio.Task[None] | None = None
+        self._inbound_calls: set[UUID] = set()  # inbound calls up on this node's SIP workers
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -134,11 +184,13 @@ class Runtime:
         self.single_calls.start()
         self._dispatching = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
         self._refreshing = asyncio.create_task(self._refresh_metrics_forever(), name="metrics-refresh")
-        self.scheduler.start()
+        if self.scheduler is not None:
+            self.scheduler.start()
 
     async def stop(self) -> None:
         """Stop dialling, hang up every call and record how each ended, stop the workers."""
-        await self.scheduler.stop()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         if self._refreshing is not None:
             self._refreshing.cancel()
             await asyncio.gather(self._refreshing, return_exceptions=True)
@@ -167,6 +219,32 @@ class Runtime:
     def campaigns_changed(self) -> None:
         self.dispatcher.wake()
 
+    def add_observer(
+        self, observer: DispatchObserver, on_event: Callable[[CallEvent], None] | None = None
+    ) -> Callable[[], None]:
+        """Let a watcher (the demo's live table, a test) hear what the dispatch loop decides and, with
+        ``on_event``, every outbound call event before the dispatcher does; returns what detaches both.
+        Both run on the event loop and must not block."""
+        self.watchers.observers.append(observer)
+        if on_event is not None:
+            self._listeners.append(on_event)
+
+        def detach() -> None:
+            if observer in self.watchers.observers:
+                self.watchers.observers.remove(observer)
+            if on_event is not None and on_event in self._listeners:
+                self._listeners.remove(on_event)
+
+        return detach
+
+    def holds_call(self, call_id: UUID) -> bool:
+        """Whether this node's SIP workers have the call up (gateway commands ask before acting)."""
+        return call_id in self.gateway.live_attempts() or call_id in self._inbound_calls
+
+    def has_free_line(self) -> bool:
+        """Whether this node could take one more outbound call now."""
+        return len(self.gateway.live_attempts()) < self.gateway.capacity()
+
     async def place_call(self, tenant_id: UUID, call_id: UUID) -> None:
         from api.runtime import CallRejected
 
@@ -185,22 +263,40 @@ class Runtime:
         attempt = await self.store.get_attempt(call_id)
         if attempt is None or attempt.tenant_id != tenant_id:
             raise CallRejected("no such call")
+        target, mode = await self._transfer_target(attempt, to_number, mode)
+        await self._start_transfer(call_id, target, mode)
+
+    async def _transfer_target(self, attempt: AttemptRecord, to_number: str, mode: str) -> tuple[str, str]:
+        """The E.164 target and the mode to use; CallRejected (nothing recorded) when the transfer
+        cannot start: a bad number, a call not up here, or another transfer under way."""
+        from api.runtime import CallRejected
+
         try:
-            target = parse_phone(to_number, await self.store.tenant_region(tenant_id))
+            target = parse_phone(to_number, await self.store.tenant_region(attempt.tenant_id))
         except InvalidPhoneNumber as exc:
             raise CallRejected(f"the transfer target is {exc.reason}") from None
         if mode == "auto" and attempt.trunk_id is not None:
             trunk = await self.store.get_trunk(attempt.trunk_id)
             if trunk is not None and not trunk.spec.refer_supported:
                 mode = "bridge"  # the trunk is known to refuse REFER: no need to wait for its answer
-        if call_id not in self.gateway.live_attempts() and attempt.direction != "inbound":
+        if attempt.id not in self.gateway.live_attempts() and attempt.direction != "inbound":
             raise CallRejected("the call is not up on this gateway")
+        if attempt.transfer_result == PENDING:
+            raise CallRejected(TRANSFER_UNDER_WAY)  # its record stays the running transfer's
+        return target, mode
+
+    async def _start_transfer(self, call_id: UUID, target: str, mode: str) -> None:
+        """Record the transfer as pending and hand it to the gateway; if the gateway refuses (e.g. the
+        trunk may not call the target), the record says so and CallRejected is raised."""
+        from api.runtime import CallRejected
+
         # Recorded before the gateway starts: its outcome may come back before this method returns.
-        await self.store.record_transfer(call_id, target, mode, "pending")
+        await self.store.record_transfer(call_id, target, mode, PENDING)
         try:
             await self.gateway.transfer(call_id, target, mode)
         except GatewayError as exc:
-            await self.store.record_transfer(call_id, target, mode, f"failed ({exc})")
+            now = datetime.now(UTC)
+            await self.store.record_transfer(call_id, target, mode, f"failed ({exc})", ended_at=now)
             raise CallRejected(str(exc)) from None
 
     async def health(self) -> dict[str, dict[str, object]]:
@@ -231,6 +327,8 @@ class Runtime:
     # ---- gateway callbacks -------------------------------------------------------------------------
 
     def _route_event(self, event: CallEvent) -> None:
+        for listener in tuple(self._listeners):
+            listener(event)
         if self.single_calls.owns(event.attempt_id):
             task = asyncio.get_running_loop().create_task(self.single_calls.handle(event))
             self._settling.add(task)
@@ -243,20 +341,29 @@ class Runtime:
         return trunk_config(record) if record is not None else None
 
     async def _worker_url(self, agent_id: UUID) -> str | None:
-        """The agent's WebSocket worker; None (the call stays up unbridged) for a SIP-URI worker,
-        which this gateway cannot reach yet."""
+        """The agent's voice worker: a WebSocket URL (streamed) or a SIP URI (a second leg, bridged);
+        None (the call stays up unbridged) for anything else."""
         url = await self.store.agent_worker_url(agent_id)
-        if url is None or not url.startswith(("ws://", "wss://")):
+        if url is None or not url.lower().startswith(("ws://", "wss://", "sip:", "sips:")):
             return None
         return url
 
     def _on_bridge(self, event: BridgeEvent) -> None:
         """What a voice worker asked, and how transfers went: a hang-up is carried out by the SIP
-        worker itself; a transfer request starts a transfer; a settled transfer is recorded."""
-        if isinstance(event, TransferRequested):
+        worker itself; a transfer request starts a transfer; a settled transfer is recorded; whether the
+        worker took an answered call is recorded and counted (abandonment); an opt-out (the worker's
+        event, or the campaign's opt-out digit pressed) puts the callee on the do-not-call list."""
+        if isinstance(event, WorkerConnected | WorkerMissing):
+            self._spawn(self._worker_joined(event))
+        elif isinstance(event, OptOutRequested):  # the call goes on; every later attempt stops
+            self._spawn(self.opt_outs.worker_asked(event.call_id))
+        elif isinstance(event, DigitPressed):
+            self._spawn(self.opt_outs.digit_pressed(event.call_id, event.digit))
+        elif isinstance(event, TransferRequested):
             self._spawn(self._transfer_for_worker(event))
         elif isinstance(event, TransferCompleted):
-            self._spawn(self.store.record_transfer(event.call_id, None, event.method, event.result))
+            self._record_settled(event, event.result)
+            self.webhooks.transfer_settled(event.call_id, event.method, event.started_at, event.at)
             took = (event.at - event.started_at).total_seconds()
             self.metrics.transfer_settled(event.method, event.result, took)
             log.info("call %s transferred by %s in %.2f s", event.call_id, event.method, took)
@@ -265,26 +372,59 @@ class Runtime:
             self.metrics.transfer_settled(
                 event.method, "failed", (event.at - event.started_at).total_seconds()
             )
-            self._spawn(self.store.record_transfer(event.call_id, None, event.method, result))
+            self._record_settled(event, result)
             log.info("call %s: %s transfer failed: %s", event.call_id, event.method, event.reason)
 
+    async def _worker_joined(self, event: WorkerConnected | WorkerMissing) -> None:
+        connected_at = event.at if isinstance(event, WorkerConnected) else None
+        if connected_at is not None:
+            await self.store.record_worker_connected(event.call_id, connected_at)
+        attempt = await self.store.get_attempt(event.call_id)
+        campaign = str(attempt.campaign_id) if attempt is not None and attempt.campaign_id else NO_CAMPAIGN
+        direction = "inbound" if event.inbound else "outbound"
+        ended_at = event.at if isinstance(event, WorkerMissing) and event.call_ended else None
+        self.metrics.worker_joined(campaign, direction, event.answered_at, connected_at, ended_at)
+        if connected_at is None:
+            log.warning("call %s: its voice worker never connected", event.call_id)
+
+    def _record_settled(self, event: TransferCompleted | TransferFailed, result: str) -> None:
+        """Write how a transfer settled on the call's row, with when it started and ended."""
+        at = {"started_at": event.started_at, "ended_at": event.at}
+        self._spawn(self.store.record_transfer(event.call_id, None, event.method, result, **at))
+
     async def _transfer_for_worker(self, event: TransferRequested) -> None:
+        """A voice worker asked for a transfer. If it cannot start, the worker is told (it would wait
+        for a transfer that never comes) and the call records why, unless another transfer holds it."""
         from api.runtime import CallRejected
 
         attempt = await self.store.get_attempt(event.call_id)
         if attempt is None:
             return
         try:
-            await self.transfer_call(attempt.tenant_id, event.call_id, event.to, event.mode)
+            target, mode = await self._transfer_target(attempt, event.to, event.mode)
         except CallRejected as exc:
-            log.warning("call %s: the voice worker's transfer was refused: %s", event.call_id, exc.reason)
+            self._refused_for_worker(event, exc.reason)
+            if exc.reason != TRANSFER_UNDER_WAY:
+                result, now = f"failed ({exc.reason})", datetime.now(UTC)
+                await self.store.record_transfer(
+                    event.call_id, None, event.mode, result, started_at=event.at, ended_at=now
+                )
+            return
+        try:
+            await self._start_transfer(event.call_id, target, mode)
+        except CallRejected as exc:  # recorded by _start_transfer
+            self._refused_for_worker(event, exc.reason)
+
+    def _refused_for_worker(self, event: TransferRequested, reason: str) -> None:
+        log.warning("call %s: the voice worker's transfer was refused: %s", event.call_id, reason)
+        self.gateway.refuse_transfer(event.call_id, reason)
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         async def run() -> None:
             try:
                 await work
             except Exception:
-                log.exception("transfer handling failed")
+                log.exception("voice-worker or transfer event handling failed")
 
         task = asyncio.get_running_loop().create_task(run())
         self._settling.add(task)
@@ -298,7 +438,10 @@ class Runtime:
 
     async def _on_inbound(self, event: InboundEvent) -> None:
         """Record inbound calls: a row when offered, its end when it ends (refused calls: none)."""
+        if isinstance(event, InboundEnded):
+            self._inbound_calls.discard(event.call_id)
         if isinstance(event, InboundOffered):
+            self._inbound_calls.add(event.call_id)
             self.metrics.inbound_started(str(event.route.trunk_id))
             self.webhooks.inbound_offered(
                 event.route.tenant_id, event.call_id, event.route.agent_id, event.caller or "", event.called

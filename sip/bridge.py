@@ -14,14 +14,14 @@ from uuid import UUID
 
 from dialer.ports import CallRequest
 from sip.events import InboundRoute
-from sip.protocol import StreamSpec
+from sip.protocol import SIP_WORKER_SCHEMES, StreamSpec
 
-WorkerResolver = Callable[[UUID], Awaitable[str | None]]  # agent id → ws:// or wss:// URL (None: no bridge)
-_SCHEMES = ("ws://", "wss://")
+WorkerResolver = Callable[[UUID], Awaitable[str | None]]  # agent id → ws(s):// or sip(s): URL; None: none
+_SCHEMES = ("ws://", "wss://", *SIP_WORKER_SCHEMES)  # a SIP URI: a second SIP leg (sip/sip_worker.py)
 
 
 class BridgeError(ValueError):
-    """An agent's worker URL is not a WebSocket URL this gateway can stream to."""
+    """An agent's worker URL is neither a WebSocket URL nor a SIP URI this gateway can bridge to."""
 
 
 def _text(value: Any) -> str:
@@ -40,13 +40,15 @@ def parameters(fixed: Mapping[str, Any], custom: Mapping[str, Any] | None) -> di
 
 
 def _checked(url: str) -> str:
-    if not url.startswith(_SCHEMES):
-        raise BridgeError("a voice worker URL must start with ws:// or wss://")
+    if not url.lower().startswith(_SCHEMES):
+        raise BridgeError("a voice worker URL must start with ws://, wss://, sip: or sips:")
     return url
 
 
-def outbound_stream(url: str, request: CallRequest) -> StreamSpec:
-    """The stream of an answered outbound call."""
+def outbound_stream(
+    url: str, request: CallRequest, reconnects: int = 0, reconnect_backoff: float = 0.1
+) -> StreamSpec:
+    """The stream of an answered outbound call (``reconnects``: see StreamSpec)."""
     fixed = {
         "campaign_id": request.campaign_id,
         "prospect_id": request.prospect_id,
@@ -59,12 +61,23 @@ def outbound_stream(url: str, request: CallRequest) -> StreamSpec:
         "agent_id": request.agent_id,
     }
     return StreamSpec(
-        _checked(url), str(request.tenant_id), str(request.attempt_id), parameters(fixed, request.custom)
+        _checked(url),
+        str(request.tenant_id),
+        str(request.attempt_id),
+        parameters(fixed, request.custom),
+        reconnects,
+        reconnect_backoff,
     )
 
 
 def inbound_stream(
-    url: str, route: InboundRoute, call_id: UUID, called: str, caller: str | None
+    url: str,
+    route: InboundRoute,
+    call_id: UUID,
+    called: str,
+    caller: str | None,
+    reconnects: int = 0,
+    reconnect_backoff: float = 0.1,
 ) -> StreamSpec:
     """The stream of an answered inbound call on an imported number."""
     fixed = {
@@ -74,4 +87,11 @@ def inbound_stream(
         "agent_id": route.agent_id,
         "number_id": route.number_id,
     }
-    return StreamSpec(_checked(url), str(route.tenant_id), str(call_id), parameters(fixed, None))
+    return StreamSpec(
+        _checked(url),
+        str(route.tenant_id),
+        str(call_id),
+        parameters(fixed, None),
+        reconnects,
+        reconnect_backoff,
+    )

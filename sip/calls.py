@@ -12,23 +12,26 @@ from typing import TYPE_CHECKING, Any
 import pjsua2 as pj
 
 from dialer.logs import redact
-from sip.media import DYING_SECONDS, CallMedia
+from sip.media import DYING_SECONDS, CallMedia, PortPool
 from sip.message import called_user, caller_user, q850_cause
 from sip.protocol import (
     RETRY_AFTER,
     Answer,
     Answered,
     Dial,
+    DtmfHeard,
     Ended,
     Event,
     Failed,
     Full,
     HangupAsked,
     Offered,
+    OptOutAsked,
     Placed,
     PlayFile,
     RecordTo,
     Reject,
+    Rejected,
     Ringing,
     SendDtmf,
     StreamSpec,
@@ -37,12 +40,14 @@ from sip.protocol import (
 from sip.stream import WORKER_HANGUP, StreamHub, StreamRequest
 
 if TYPE_CHECKING:
+    from sip.sip_worker import WorkerDesk
     from sip.transfers import TransferDesk
 
 log = logging.getLogger(__name__)
 
 PJ_ETOOMANY = 70010  # pjsua has no free call slot (its PJSUA_MAX_CALLS build cap or uaConfig.maxCalls)
 DECISION_SECONDS = 5.0  # an offered inbound call the gateway did not decide on by then gets 503
+NO_WORKER_LINE = "no free line for the SIP worker"  # a call to a SIP-URI worker needs a second slot
 # Every call opens an RTP and an RTCP socket in pjmedia's ioqueue, whose handle table is fixed at build
 # time (64 in the PyPI wheel, select()). A closed socket's handle is reused only 500 ms later
 # (PJ_IOQUEUE_KEY_FREE_DELAY), and registering one more than the table holds aborts the process: so
@@ -70,7 +75,7 @@ class Call(pj.Call):  # type: ignore[misc]  # pjsua2 has no stubs
         self.max_duration = 0.0
         self.rtp: dict[str, int] = {}
         self.ended_code: int | None = None
-        self.media = CallMedia(key)
+        self.media = CallMedia(key, table.ports)
         self.trunk_account = account  # its ``accept_refer`` decides on a REFER from the far end
         self.transferred = False  # not ``xfer``: that name would hide Call.xfer()
 
@@ -79,10 +84,16 @@ class Call(pj.Call):  # type: ignore[misc]  # pjsua2 has no stubs
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         self.media.media_changed(self, self.table.hub)
+        if self.key and self.table.workers is not None:
+            self.table.workers.media_changed(self)
 
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
         if self.media.session is not None:
             self.media.session.dtmf(prm.digit)  # never logged: digits can be personal data
+        elif self.key and self.table.workers is not None:
+            self.table.workers.relay_dtmf(self.key, prm.digit, to_callee=False)
+        if self.key:  # not a capacity probe's twin: the dialer checks the campaign's opt-out digit
+            self.table.emit(DtmfHeard(self.key, prm.digit, time.time()))
 
     def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:
         if self.table.transfers is not None:
@@ -121,7 +132,10 @@ class CallTable:
         self.emit = emit
         self.media_sockets = media_sockets
         self.hub = hub  # None: answered calls are never bridged to a voice worker
+        self.ports = PortPool()  # voice-worker stream ports, reused (never destroyed while pjsua runs)
         self.transfers: TransferDesk | None = None  # set by the desk; None: REFERs get 603
+        self.workers: WorkerDesk | None = None  # SIP-URI voice workers' legs; set by the desk
+        self.capacity = 0  # pjsua call slots (the probe's answer); 0: unknown, pjsua alone refuses
         self.calls: dict[int, Call] = {}
         self.closing = False
         self.probe_user: str | None = None  # inbound calls for this user are capacity-probe twins
@@ -134,13 +148,13 @@ class CallTable:
 
     # ---- commands ----------------------------------------------------------------------------
 
-    def room(self) -> float:
-        """0 when one more call's media sockets fit in pjmedia's ioqueue, else seconds until they do."""
+    def room(self, lines: int = 1) -> float:
+        """0 when ``lines`` more calls' media sockets fit in pjmedia's ioqueue, else seconds until they do."""
         now = time.monotonic()
         while self._closed and self._closed[0] + SOCKET_REUSE_SECONDS < now:
             self._closed.popleft()
-        # Closed-but-held transports we can afford next to the live calls and the new one.
-        spare = self.media_transports() - len(self.calls) - 1
+        # Closed-but-held transports we can afford next to the live calls and the new ones.
+        spare = self.media_transports() - len(self.calls) - self.reserved() - lines
         if spare < 0:
             return SOCKET_REUSE_SECONDS
         if len(self._closed) <= spare:
@@ -151,21 +165,43 @@ class CallTable:
         """How many calls' sockets pjmedia's ioqueue holds, keeping two of head-room."""
         return self.media_sockets // SOCKETS_PER_CALL - 2
 
+    def reserved(self) -> int:
+        """Call slots held beside the table's calls: SIP-URI voice workers' legs, held from dial or
+        answer on (sip/sip_worker.py), and the human legs of bridged transfers."""
+        workers = self.workers.reserved() if self.workers is not None else 0
+        transfers = self.transfers.active.values() if self.transfers is not None else ()
+        return workers + sum(1 for state in transfers if state.leg is not None)
+
+    def lines_left(self) -> int | None:
+        """pjsua call slots neither in use nor held for a worker leg; None while the cap is unknown.
+
+        A call to a SIP-URI worker needs two: the worker refuses a call it could not also bridge.
+        """
+        return self.capacity - len(self.calls) - self.reserved() if self.capacity else None
+
     def dial(self, cmd: Dial, account: pj.Account) -> None:
-        wait = self.room()
+        spec = StreamSpec.from_wire(cmd.stream) if cmd.stream else None
+        lines = 2 if spec is not None and spec.sip else 1
+        wait = self.room(lines)
         if wait > 0:
             self.emit(Full(cmd.key, max(round(wait, 3), 0.001)))
+            return
+        left = self.lines_left()
+        if left is not None and left < lines:
+            self.emit(Full(cmd.key))
             return
         call = Call(self, account, pj.PJSUA_INVALID_ID, cmd.key, outbound=True)
         prm = _op(headers=cmd.headers)
         prm.txOption.localUri = cmd.from_uri
         call.max_duration = cmd.max_duration
-        call.media.stream = StreamSpec.from_wire(cmd.stream) if cmd.stream else None
+        self._attach(call, spec)
         self.calls[cmd.key] = call  # callbacks may already run inside makeCall
         try:
             call.makeCall(cmd.uri, prm)
         except pj.Error as exc:
             self.calls.pop(cmd.key, None)
+            if self.workers is not None:
+                self.workers.unreserve(cmd.key)
             self.emit(Full(cmd.key) if exc.status == PJ_ETOOMANY else Failed(cmd.key, redact(exc.reason)))
             return
         self.emit(Placed(cmd.key, call.started_at))
@@ -175,10 +211,23 @@ class CallTable:
         call = self.calls.get(cmd.key)
         if call is None or call.decided:
             return
+        spec = StreamSpec.from_wire(cmd.stream) if cmd.stream else None
+        left = self.lines_left()  # this call's own slot is counted already
+        if spec is not None and spec.sip and left is not None and left < 1:
+            call.limit = NO_WORKER_LINE
+            self.reject(Reject(cmd.key, 486))
+            return
         call.decided = True
         call.max_duration = cmd.max_duration
-        call.media.stream = StreamSpec.from_wire(cmd.stream) if cmd.stream else None
+        self._attach(call, spec)
         self._safely(call, lambda: call.answer(_op(200)))
+
+    def _attach(self, call: Call, spec: StreamSpec | None) -> None:
+        """Where the answered call's audio goes: a WebSocket stream, or a SIP-URI worker's leg."""
+        if spec is not None and spec.sip and self.workers is not None:
+            self.workers.reserve(call, spec)
+        else:
+            call.media.stream = spec
 
     def reject(self, cmd: Reject) -> None:
         call = self.calls.get(cmd.key)
@@ -218,15 +267,26 @@ class CallTable:
 
     def stream_request(self, request: StreamRequest) -> None:
         """Act on what a call's voice-worker stream asked (on the SIP thread)."""
-        if request.key not in self.calls:
+        call = self.calls.get(request.key)
+        if call is None:
+            return
+        if request.action in ("connected", "lost"):
+            self._worker_joined(call)  # "lost" before "connected": the worker never took the call
+        if request.action == "connected":
             return
         if request.action == "transfer":
             self.emit(TransferAsked(request.key, request.to, request.mode, time.time()))
+        elif request.action == "opt_out":  # the call goes on: the worker decides what to say
+            self.emit(OptOutAsked(request.key, time.time()))
         elif request.action == "hangup":
             self.emit(HangupAsked(request.key, request.reason, time.time()))
             self.hangup(request.key, WORKER_HANGUP)
         else:  # "lost": no dead air
             self.hangup(request.key, request.reason)
+
+    def _worker_joined(self, call: Call, ended: bool = False) -> None:
+        if (joined := call.media.joined(call.answered_at, ended)) is not None:
+            self.emit(joined)
 
     def _safely(self, call: Call, action: Callable[[], None]) -> None:
         try:
@@ -250,6 +310,11 @@ class CallTable:
         if self.closing:
             self.reject(Reject(call.key, 503, RETRY_AFTER))
             return
+        left = self.lines_left()
+        if left is not None and left < 0:  # it took a slot held for a SIP worker's leg: busy, as pjsua is
+            self.emit(Rejected(called, caller_user(message), 486, call.started_at))
+            self.reject(Reject(call.key, 486))
+            return
         self.emit(Offered(call.key, called or "", caller_user(message), call.started_at))
         self._after(DECISION_SECONDS, call.key, "decision")
 
@@ -267,12 +332,17 @@ class CallTable:
             if call.key:
                 self.emit(Answered(call.key, call.answered_at))
                 self._after(call.max_duration, call.key, "max duration")
+                if self.workers is not None:
+                    self.workers.answered(call)  # a SIP-URI worker: its leg is placed now
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             call.ended_code = info.lastStatusCode
             self._closed.append(time.monotonic())
             self._dying.append((time.monotonic() + DYING_SECONDS, call.media.detach()))
             self._finished.append(call)
             if call.key and self.calls.pop(call.key, None) is not None:
+                self._worker_joined(call, ended=True)
+                if self.workers is not None:
+                    self.workers.call_ended(call)  # before Ended: the gateway still knows the call
                 self.emit(self._ended(call, info, prm))
             if self.transfers is not None:
                 self.transfers.call_ended(call)
@@ -314,7 +384,7 @@ class CallTable:
             self._finished.clear()
         now = time.monotonic()
         while self._dying and self._dying[0][0] <= now:
-            self._dying.popleft()  # the last references to ports, players, recorders: destroyed here
+            self._dying.popleft()  # the last references to players and recorders: destroyed here
 
     def media_pending(self) -> bool:
         """Whether ended calls' media objects still wait to be destroyed (shutdown waits for them)."""

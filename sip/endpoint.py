@@ -15,6 +15,7 @@ from dialer.logs import redact
 from sip.calls import PJ_ETOOMANY, Call, CallTable, Emit
 from sip.message import called_user, caller_user
 from sip.protocol import AddTrunk, Registration, Rejected, TrunkError, WorkerConfig
+from sip.sip_worker import WorkerDesk
 from sip.stream import StreamHub
 from sip.transfers import TransferDesk
 
@@ -70,6 +71,9 @@ class Stack:
         self.table = CallTable(emit, config.media_sockets, hub)
         self.accounts: dict[str, _Account] = {}
         self.transfers = TransferDesk(self.table, self.accounts.get)
+        self.workers = WorkerDesk(
+            self.table, lambda: self.accounts.get(""), f"{self._local_host()}:{config.port}"
+        )
         self._writer = _LogWriter()  # must outlive the library
         self.ep: _Endpoint  # made in start(), on the SIP thread
 
@@ -201,6 +205,7 @@ class Stack:
             self.table.calls
             or self.table.media_pending()
             or self.transfers.pending()
+            or self.workers.pending()
             or any(call.ended_code is None for call in self.table.probes)
         ):
             pump()
@@ -218,9 +223,11 @@ class Stack:
         self.table.close()
         self._settle(pump)
         self.transfers.clear()  # its human legs' Call objects too
+        self.workers.clear()  # and the SIP-URI workers' legs
         self.table.calls.clear()
         self.table.reap()
         gc.collect()  # no Call object may outlive libDestroy
+        self.table.ports.disown()
         registered = any(account.getInfo().regIsConfigured for account in self.accounts.values())
         for account in self.accounts.values():
             account.shutdown()

@@ -155,6 +155,52 @@ class ReferFromFarEnd:
     inbound: bool = False
 
 
+@dataclass(frozen=True)
+class WorkerConnected:
+    """The call's voice worker has it: ``start`` went out on an open socket at ``at``.
+
+    Once per answered call that streams to a worker; with ``answered_at`` it tells whether the call
+    was abandoned (no worker within 2 s of the answer, see dialer.metrics.abandoned).
+    """
+
+    call_id: UUID
+    answered_at: datetime
+    at: datetime
+    inbound: bool = False
+
+
+@dataclass(frozen=True)
+class WorkerMissing:
+    """An answered call's voice worker never connected: the bridge gave up on it at ``at`` (and hangs
+    up), or, ``call_ended``, the call ended at ``at`` before the worker came."""
+
+    call_id: UUID
+    answered_at: datetime
+    at: datetime
+    inbound: bool = False
+    call_ended: bool = False
+
+
+@dataclass(frozen=True)
+class OptOutRequested:
+    """The call's voice worker says the callee asked never to be called again (its ``opt_out`` event);
+    the call goes on."""
+
+    call_id: UUID
+    at: datetime
+    inbound: bool = False
+
+
+@dataclass(frozen=True)
+class DigitPressed:
+    """The far end of the call pressed ``digit`` (RFC 2833 DTMF); never logged (personal data)."""
+
+    call_id: UUID
+    digit: str
+    at: datetime
+    inbound: bool = False
+
+
 BridgeEvent = (
     TransferRequested
     | HangupRequested
@@ -162,4 +208,8 @@ BridgeEvent = (
     | TransferCompleted
     | TransferFailed
     | ReferFromFarEnd
+    | WorkerConnected
+    | WorkerMissing
+    | OptOutRequested
+    | DigitPressed
 )

@@ -21,14 +21,18 @@ from dialer.ports import CallAnswered, CallEnded, CallLauncher, CallRequest, Cal
 from sip.bridge import WorkerResolver, inbound_stream, outbound_stream
 from sip.events import (
     BridgeEvent,
+    DigitPressed,
     HangupRequested,
     InboundRoute,
     MediaStats,
+    OptOutRequested,
     ReferFromFarEnd,
     TransferCompleted,
     TransferFailed,
     TransferProgress,
     TransferRequested,
+    WorkerConnected,
+    WorkerMissing,
 )
 from sip.inbound import InboundCallback, InboundDesk, InboundRouter
 from sip.protocol import (
@@ -36,20 +40,24 @@ from sip.protocol import (
     Answered,
     Command,
     Dial,
+    DtmfHeard,
     Ended,
     Event,
     Hangup,
     HangupAsked,
+    OptOutAsked,
     PlayFile,
     RecordTo,
     ReferReceived,
     Registration,
     Ringing,
     SendDtmf,
+    StreamJoined,
     StreamSpec,
     Transfer,
     TransferAsked,
     TransferDone,
+    TransferRefused,
     TransferUpdate,
     TrunkError,
     WorkerConfig,
@@ -81,6 +89,7 @@ class _Outbound:
     hangup_asked: bool = False
     trunk_id: UUID | None = None
     caller: str = ""  # the DID presented: a bridged transfer's human leg shows it too
+    sip_worker: bool = False  # its voice worker is a SIP URI: a second call slot (sip/sip_worker.py)
 
 
 class SipGateway(CallLauncher):
@@ -94,8 +103,11 @@ class SipGateway(CallLauncher):
     ``tls`` adds a TLS transport for trunks with ``Transport.TLS``; it listens on ``tls_port + i``
     (with the PEM certificate and key given) when ``tls_port`` is set, else on an ephemeral port.
     ``worker_urls`` maps an agent id to its voice worker's WebSocket URL: answered calls of agents
-    that have one are streamed to it (sip/stream.py), and ``on_bridge`` gets what the worker asks
-    (TransferRequested, HangupRequested). Without it, answered calls stay up with no bridge.
+    that have one are streamed to it (sip/stream.py), or, for a ``sip:`` URI, bridged to a second
+    SIP leg to it (sip/sip_worker.py), and ``on_bridge`` gets what the worker asks
+    (TransferRequested, HangupRequested) and whether it took the call (WorkerConnected, WorkerMissing).
+    Without it, answered calls stay up with no bridge. ``worker_reconnects`` attempts (``worker_backoff``
+    s apart, doubling) re-open a worker socket that drops mid-call before the call is hung up.
     """
 
     def __init__(
@@ -119,6 +131,8 @@ class SipGateway(CallLauncher):
         max_call_seconds_for: Callable[[CallRequest], float | None] | None = None,
         log_level: str = "WARNING",
         worker_urls: WorkerResolver | None = None,
+        worker_reconnects: int = 0,
+        worker_backoff: float = 0.1,
         refer_timeout: float = 8.0,
         transfer_ring_seconds: float = 30.0,
     ) -> None:
@@ -132,6 +146,7 @@ class SipGateway(CallLauncher):
         self._max_call_seconds_for = max_call_seconds_for
         self._trunks = trunks
         self._worker_urls = worker_urls
+        self._reconnects = (worker_reconnects, worker_backoff)
         streams = self._inbound_stream if worker_urls is not None else None
         self._desk = InboundDesk(inbound, max_call_seconds, lambda: self._running, streams)
         if on_inbound is not None:
@@ -161,6 +176,7 @@ class SipGateway(CallLauncher):
         self._known_trunks: dict[UUID, TrunkConfig] = {}
         self._worker_trunks: dict[str, dict[UUID, TrunkConfig]] = {}  # what each worker's accounts hold
         self._registrations: dict[UUID, int] = {}
+        self._sip_inbound: set[tuple[str, int]] = set()  # (worker, key) of inbound calls to SIP-URI workers
         self._running = False
 
     @property
@@ -186,8 +202,10 @@ class SipGateway(CallLauncher):
         await self._desk.close()
 
     def capacity(self) -> int:
-        """Calls the running workers can hold at once (each worker's probed capacity, summed)."""
-        return self._supervisor.capacity()
+        """Calls the running workers can hold at once: each worker's probed capacity, summed, less the
+        second call slot each live call to a SIP-URI voice worker holds for its worker leg."""
+        legs = sum(1 for call in self._calls.values() if call.sip_worker) + len(self._sip_inbound)
+        return max(0, self._supervisor.capacity() - legs)
 
     def live_attempts(self) -> set[UUID]:
         return set(self._by_attempt)
@@ -235,7 +253,12 @@ class SipGateway(CallLauncher):
             max_duration=limit or self.max_call_seconds,
             stream=stream.wire() if stream else None,
         )
-        call = self._calls[key] = _Outbound(request.attempt_id, trunk_id=trunk.id, caller=request.from_number)
+        call = self._calls[key] = _Outbound(
+            request.attempt_id,
+            trunk_id=trunk.id,
+            caller=request.from_number,
+            sip_worker=bool(stream and stream.sip),
+        )
         self._by_attempt[request.attempt_id] = key  # events can arrive before dial() returns
         try:
             call.worker = await self._supervisor.dial(command, lambda w: self._ensure_trunk(w, trunk))
@@ -262,14 +285,17 @@ class SipGateway(CallLauncher):
         if self._worker_urls is None or request.agent_id is None:
             return None
         url = await self._worker_urls(request.agent_id)
-        return outbound_stream(url, request) if url else None
+        return outbound_stream(url, request, *self._reconnects) if url else None
 
     async def _inbound_stream(
         self, route: InboundRoute, call_id: UUID, called: str, caller: str | None
     ) -> StreamSpec | None:
         assert self._worker_urls is not None
         url = await self._worker_urls(route.agent_id)
-        return inbound_stream(url, route, call_id, called, caller) if url else None
+        stream = inbound_stream(url, route, call_id, called, caller, *self._reconnects) if url else None
+        if stream is not None and stream.sip and (found := self._desk.locate(call_id)) is not None:
+            self._sip_inbound.add((found[0].name, found[1]))  # its second call slot, until it ends
+        return stream
 
     def _send_to_call(self, call_id: UUID, command: Callable[[int], Command]) -> bool:
         """Send ``command(key)`` to the worker holding the call (attempt id or inbound call id)."""
@@ -331,6 +357,11 @@ class SipGateway(CallLauncher):
         )
         log.info("call %s: %s transfer started on %s", call_id, mode, worker.name)
 
+    def refuse_transfer(self, call_id: UUID, reason: str) -> bool:
+        """Tell a live call's voice worker (``transfer_failed``) that the transfer it asked for was
+        refused before it started; ``reason`` must not name a number. False: no such call here."""
+        return self._send_to_call(call_id, lambda key: TransferRefused(key, reason))
+
     def _transfer_origin(self, call_id: UUID) -> tuple[WorkerProcess, int, UUID | None, str] | None:
         key = self._by_attempt.get(call_id)
         call = self._calls.get(key) if key is not None else None
@@ -343,13 +374,27 @@ class SipGateway(CallLauncher):
     def _bridge_event(
         self,
         worker: WorkerProcess,
-        event: TransferAsked | HangupAsked | TransferUpdate | TransferDone | ReferReceived,
+        event: TransferAsked
+        | HangupAsked
+        | TransferUpdate
+        | TransferDone
+        | ReferReceived
+        | StreamJoined
+        | OptOutAsked
+        | DtmfHeard,
     ) -> None:
         outbound = self._calls.get(event.key)
         call_id = outbound.attempt_id if outbound is not None else self._desk.call_id(worker, event.key)
         if call_id is None:
             return
         inbound = outbound is None
+        if isinstance(event, StreamJoined):
+            answered = utc(event.answered_at)
+            if event.connected_at is None:
+                self.on_bridge(WorkerMissing(call_id, answered, utc(event.at), inbound, event.ended))
+            else:
+                self.on_bridge(WorkerConnected(call_id, answered, utc(event.connected_at), inbound))
+            return
         at = utc(event.at)
         if isinstance(event, TransferAsked):
             self.on_bridge(TransferRequested(call_id, event.to, event.mode, at, inbound))
@@ -362,6 +407,10 @@ class SipGateway(CallLauncher):
             self.on_bridge(progress)
         elif isinstance(event, ReferReceived):
             self.on_bridge(ReferFromFarEnd(call_id, event.accepted, at, inbound))
+        elif isinstance(event, OptOutAsked):
+            self.on_bridge(OptOutRequested(call_id, at, inbound))
+        elif isinstance(event, DtmfHeard):
+            self.on_bridge(DigitPressed(call_id, event.digit, at, inbound))
         else:
             self._transferring.pop(call_id, None)
             started = utc(event.started_at)
@@ -395,11 +444,22 @@ class SipGateway(CallLauncher):
         return call
 
     def _on_worker_event(self, worker: WorkerProcess, event: Event) -> None:
-        if isinstance(event, TransferAsked | HangupAsked | TransferUpdate | TransferDone | ReferReceived):
+        if isinstance(
+            event,
+            TransferAsked
+            | HangupAsked
+            | TransferUpdate
+            | TransferDone
+            | ReferReceived
+            | StreamJoined
+            | OptOutAsked
+            | DtmfHeard,
+        ):
             self._bridge_event(worker, event)  # before the desk: inbound calls have these too
             return
         if isinstance(event, Ended):
             self._transfer_ended(worker, event)
+            self._sip_inbound.discard((worker.name, event.key))
         if self._desk.handle(worker, event):
             return
         if isinstance(event, Ringing) and (call := self._calls.get(event.key)):
@@ -446,6 +506,7 @@ class SipGateway(CallLauncher):
 
     def _on_lost(self, worker: WorkerProcess, keys: set[int]) -> None:
         now = datetime.now(UTC)
+        self._sip_inbound -= {(worker.name, key) for key in keys}
         for key in sorted(self._desk.lost(worker, keys, WORKER_DIED)):
             call = self._forget(key)
             if call is not None:

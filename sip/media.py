@@ -9,11 +9,16 @@ drops the last reference on the SIP thread a few clock ticks later (never while 
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import pjsua2 as pj
 
-from sip.stream import FRAME_BYTES, Playout, StreamHub, StreamSession
+from sip.playout import FRAME_BYTES, Playout
+from sip.protocol import StreamJoined
+from sip.stream import StreamHub, StreamSession
 
 log = logging.getLogger(__name__)
 
@@ -28,30 +33,81 @@ def _format() -> pj.MediaFormatAudio:
 
 
 class StreamPort(pj.AudioMediaPort):  # type: ignore[misc]  # pjsua2 has no stubs
-    """Bridges a call's audio to its StreamSession; both callbacks run on pjsua's clock thread."""
+    """Bridges a call's audio to its StreamSession; both callbacks run on pjsua's clock thread.
 
-    def __init__(self, session: StreamSession) -> None:
+    A port serves one call at a time and is then reused (``PortPool``): never destroyed while pjsua
+    runs. ``live`` is also a class attribute, so a tick that finds the instance half torn down (at
+    process exit) still reads "not live" and touches nothing else.
+    """
+
+    live = False
+
+    def __init__(self) -> None:
         super().__init__()
-        self.session = session
-        self.playout = session.playout
-        self.live = True
+        self.session: StreamSession | None = None
+        self.playout = Playout()
         self._silence = pj.ByteVector(SILENCE)
 
+    def attach(self, session: StreamSession) -> None:
+        """Serve ``session`` from the next tick on (``live`` last: a tick in between sees "not live")."""
+        self.session, self.playout = session, session.playout
+        self.live = True
+
     def onFrameReceived(self, frame: pj.MediaFrame) -> None:
-        if not self.live:
+        session = self.session
+        if not self.live or session is None:
             return
         if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size:
-            self.session.feed(bytes(frame.buf))  # the per-frame hot spot: SWIG copies byte by byte
+            session.feed(bytes(frame.buf))  # the per-frame hot spot: SWIG copies byte by byte
         else:
-            self.session.feed(SILENCE)  # keep the stream's timestamps continuous
+            session.feed(SILENCE)  # keep the stream's timestamps continuous
 
     def onFrameRequested(self, frame: pj.MediaFrame) -> None:
-        pcm, marks = self.playout.next_frame() if self.live else (None, [])
-        if marks:
-            self.session.marks_played(marks)
         frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
-        frame.buf = self._silence if pcm is None else pj.ByteVector(pcm)
         frame.size = FRAME_BYTES
+        session = self.session
+        if not self.live or session is None:
+            frame.buf = pj.ByteVector(SILENCE)
+            return
+        pcm, marks = self.playout.next_frame()
+        if marks:
+            session.marks_played(marks)
+        frame.buf = self._silence if pcm is None else pj.ByteVector(pcm)
+
+
+class PortPool:
+    """Stream ports, reused from call to call and never destroyed while pjsua runs; SIP thread only.
+
+    Destroying an AudioMediaPort races pjsua's clock thread (PJSUA2-NOTES.md): pjmedia's conference
+    bridge removes a port asynchronously, so a tick already under way can still call into the freed
+    port (a segfault, seen in CI at the end of a 6-call campaign). A port that served a call waits
+    ``DYING_SECONDS`` (its disconnections are done by then) and then serves the next one; the pool
+    grows to the peak number of streamed calls. At shutdown ``disown`` leaves the ports to the
+    process's exit, after ``libDestroy``.
+    """
+
+    def __init__(self) -> None:
+        self.ports: list[StreamPort] = []  # every port made, so none is freed by accident
+        self._free: deque[tuple[float, StreamPort]] = deque()
+
+    def take(self, session: StreamSession) -> StreamPort:
+        if self._free and self._free[0][0] <= time.monotonic():
+            port = self._free.popleft()[1]
+        else:
+            port = StreamPort()
+            port.createPort(f"stream{len(self.ports)}", _format())
+            self.ports.append(port)
+        port.attach(session)
+        return port
+
+    def give_back(self, port: StreamPort) -> None:
+        port.live = False
+        self._free.append((time.monotonic() + DYING_SECONDS, port))
+
+    def disown(self) -> None:
+        """Before libDestroy: Python must never run a port's C++ destructor (it calls into pjsua)."""
+        for port in self.ports:
+            port.thisown = False
 
 
 def active_audio(call: pj.Call) -> pj.AudioMedia | None:
@@ -67,8 +123,9 @@ class CallMedia:
     """A call's audio attachments; SIP thread only. ``stream`` set: bridged to a voice worker once
     the call is answered and its audio is active, whichever comes last."""
 
-    def __init__(self, key: int) -> None:
+    def __init__(self, key: int, ports: PortPool) -> None:
         self.key = key
+        self.ports = ports
         self.stream: Any = None  # a StreamSpec
         self.answered = False
         self.audio: pj.AudioMedia | None = None
@@ -76,6 +133,8 @@ class CallMedia:
         self.port: StreamPort | None = None
         self.files: list[Any] = []  # players and recorders
         self.handed_over = False  # the far end was bridged to a human: the stream is over
+        self.on_hand_over: Callable[[], None] | None = None  # a SIP-URI worker's leg lets go (sip_worker.py)
+        self._joined_told = False
 
     def media_changed(self, call: pj.Call, hub: StreamHub | None) -> None:
         audio = active_audio(call)
@@ -97,22 +156,44 @@ class CallMedia:
         if not self.answered or self.audio is None:
             return
         session = hub.open(self.key, self.stream, Playout())
-        port = StreamPort(session)
-        port.createPort(f"stream{self.key}", _format())
+        port = self.ports.take(session)
         self.audio.startTransmit(port)
         port.startTransmit(self.audio)
         self.session, self.port = session, port
 
+    def joined(self, answered_at: float | None, ended: bool = False) -> StreamJoined | None:
+        """Whether the voice worker took the answered call, once per call (None: nothing to tell).
+
+        Asked when the stream says ``connected``, when it gives up, and at DISCONNECTED (``ended``;
+        before the call's ``Ended``, so the gateway still knows the call): the first answer stands.
+        """
+        if self.stream is None or answered_at is None or self._joined_told:
+            return None
+        if self.stream.sip:  # a SIP-URI worker's leg: not told yet, so not counted (no false alarm)
+            return None
+        self._joined_told = True
+        connected_at = self.session.connected_at if self.session is not None else None
+        return StreamJoined(self.key, answered_at, connected_at, time.time(), ended)
+
     def hand_over(self) -> None:
         """The far end now talks to a human: stop streaming to the voice worker, which gets ``stop``."""
         self.handed_over = True
+        if self.on_hand_over is not None:
+            self.on_hand_over()
         if self.port is not None:
             self.port.live = False
-            if self.audio is not None:
-                self.audio.stopTransmit(self.port)
-                self.port.stopTransmit(self.audio)
+            self._unlink(self.port)
         if self.session is not None:
             self.session.close()
+
+    def _unlink(self, port: StreamPort) -> None:
+        if self.audio is None:
+            return
+        try:
+            self.audio.stopTransmit(port)
+            port.stopTransmit(self.audio)
+        except pj.Error:  # already apart (a hand-over did it), or the call's audio left the bridge
+            pass
 
     def transfer_failed(self, code: int | None, reason: str) -> None:
         """Tell the voice worker that the transfer it asked for did not happen (the call is its again)."""
@@ -138,11 +219,13 @@ class CallMedia:
         return True
 
     def detach(self) -> list[Any]:
-        """The call is over: silence the port, end the stream; returns what to destroy later."""
+        """The call is over: the port goes quiet and back to the pool, the stream ends; returns what
+        to destroy later (players, recorders)."""
         doomed: list[Any] = [*self.files, self.audio]
         if self.port is not None:
             self.port.live = False
-            doomed.append(self.port)
+            self._unlink(self.port)
+            self.ports.give_back(self.port)
         if self.session is not None:
             self.session.close()
         self.port, self.audio, self.files = None, None, []

@@ -67,6 +67,9 @@ class Dial:
     stream: dict[str, Any] | None = None  # a StreamSpec.wire(): bridge the answered call's audio
 
 
+SIP_WORKER_SCHEMES = ("sip:", "sips:")
+
+
 @dataclass(frozen=True)
 class StreamSpec:
     """Where a call's audio goes once answered: a voice worker's WebSocket, and its ``start`` metadata.
@@ -74,10 +77,17 @@ class StreamSpec:
     Travels inside ``Dial``/``Answer`` as a plain dict (``wire``/``from_wire``).
     """
 
-    url: str  # ws:// or wss://
+    url: str  # ws:// or wss://; or sip:/sips: (sip/sip_worker.py: a second SIP leg, no stream)
     account_sid: str  # the tenant id
     call_sid: str  # the attempt id (outbound) or inbound call id
     parameters: dict[str, str] = field(default_factory=dict)  # the start message's customParameters
+    reconnects: int = 0  # attempts to re-open a dropped socket over the call (0: a drop hangs up)
+    reconnect_backoff: float = 0.1  # seconds before the first re-opening attempt, doubled after each
+
+    @property
+    def sip(self) -> bool:
+        """The worker is a SIP URI: reached by a second call leg, which holds a second call slot."""
+        return self.url.lower().startswith(SIP_WORKER_SCHEMES)
 
     def wire(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,7 +95,12 @@ class StreamSpec:
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> StreamSpec:
         return cls(
-            str(data["url"]), str(data["account_sid"]), str(data["call_sid"]), dict(data["parameters"])
+            str(data["url"]),
+            str(data["account_sid"]),
+            str(data["call_sid"]),
+            dict(data["parameters"]),
+            int(data.get("reconnects", 0)),
+            float(data.get("reconnect_backoff", 0.1)),
         )
 
 
@@ -161,6 +176,15 @@ class Transfer:
     headers: dict[str, str] = field(default_factory=dict)
     refer_timeout: float = 8.0  # seconds from REFER to a final NOTIFY
     ring_timeout: float = 30.0  # seconds from the human leg's INVITE to its answer
+
+
+@dataclass(frozen=True)
+class TransferRefused:
+    """The transfer call ``key``'s voice worker asked for was refused before it started (bad number,
+    call not up, trunk refuses the destination): the worker is told with ``transfer_failed``."""
+
+    key: int
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -327,6 +351,19 @@ class TransferDone:
 
 
 @dataclass(frozen=True)
+class StreamJoined:
+    """Once per answered call streamed to a voice worker: when the worker got ``start`` on an open
+    socket (``connected_at``), or None when the stream gave up on it or, ``ended``, the call ended
+    first (abandonment)."""
+
+    key: int
+    answered_at: float
+    connected_at: float | None
+    at: float
+    ended: bool = False
+
+
+@dataclass(frozen=True)
 class ReferReceived:
     """The far end of call ``key`` sent a REFER; ``accepted`` per its trunk (else refused with 603)."""
 
@@ -335,7 +372,37 @@ class ReferReceived:
     at: float
 
 
-Command = AddTrunk | Dial | Hangup | Answer | Reject | Stop | PlayFile | RecordTo | SendDtmf | Transfer
+@dataclass(frozen=True)
+class OptOutAsked:
+    """The voice worker of call ``key`` says the callee asked never to be called again (``opt_out``)."""
+
+    key: int
+    at: float
+
+
+@dataclass(frozen=True)
+class DtmfHeard:
+    """The far end of call ``key`` pressed ``digit`` (RFC 2833): the dialer compares it with the
+    campaign's opt-out digit. Never logged: digits can be personal data."""
+
+    key: int
+    digit: str
+    at: float
+
+
+Command = (
+    AddTrunk
+    | Dial
+    | Hangup
+    | Answer
+    | Reject
+    | Stop
+    | PlayFile
+    | RecordTo
+    | SendDtmf
+    | Transfer
+    | TransferRefused
+)
 Event = (
     Ready
     | Placed
@@ -353,6 +420,9 @@ Event = (
     | TransferUpdate
     | TransferDone
     | ReferReceived
+    | StreamJoined
+    | OptOutAsked
+    | DtmfHeard
 )
 
 _RECORDS: dict[str, type[Any]] = {cls.__name__: cls for cls in (*Command.__args__, *Event.__args__)}

@@ -3,8 +3,9 @@
 No pjsua2 here. The media port of a call (sip/media.py) runs on pjsua's clock thread and only hands
 over bytes: ``StreamSession.feed`` for what the call hears, ``Playout.next_frame`` for what it plays.
 Everything else happens on the ``StreamHub``'s own asyncio loop thread. What the SIP thread must act
-on (a hang-up, a transfer request, a lost worker) comes back as a ``StreamRequest`` through the
-hub's ``on_request`` callback, which must be thread-safe (the worker puts it on its command queue).
+on or know (a hang-up, a transfer request, a lost worker, the worker taking the call) comes back as a
+``StreamRequest`` through the hub's ``on_request`` callback, which must be thread-safe (the worker
+puts it on its command queue). A socket that drops may be re-opened (``StreamSpec.reconnects``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import json
 import logging
 import ssl
 import threading
+import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,14 +28,16 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 from sip.audio import RATE, ulaw_decode, ulaw_encode
+from sip.playout import Playout
 from sip.protocol import StreamSpec
 
 log = logging.getLogger(__name__)
 
 CONNECT_SECONDS = 1.5  # TCP + WebSocket handshake; with the hang-up, a dead worker ends the call in < 2 s
+RECONNECT_SECONDS = CONNECT_SECONDS  # every re-opening after a drop fits in this: still < 2 s of dead air
+NORMAL_CLOSURE = 1000  # the worker closed the socket on purpose: not a drop, never re-opened
 PING_SECONDS = 5.0  # keep-alive: a worker that stops answering pings for PING_SECONDS is dropped
 CLOSE_SECONDS = 1.0  # how long ``stop`` and the closing handshake may take once the call is over
-FRAME_BYTES = 2 * RATE * 20 // 1000  # 320: one 20 ms PCM frame
 MEDIA_FORMAT = {"encoding": "audio/x-mulaw", "sampleRate": RATE, "channels": 1}
 TRANSFER_MODES = ("auto", "refer", "bridge")
 WORKER_UNREACHABLE = "voice worker unreachable"
@@ -44,75 +47,15 @@ WORKER_HANGUP = "voice worker hangup"
 
 @dataclass(frozen=True)
 class StreamRequest:
-    """What a call's stream asks of the SIP thread: ``hangup`` (with why), ``lost`` or ``transfer``."""
+    """What a call's stream asks of or tells the SIP thread: ``hangup`` (with why), ``lost``,
+    ``transfer``, ``opt_out`` (the callee opted out; the call goes on), or ``connected`` (the worker
+    has the call: the abandonment clock stops)."""
 
     key: int
     action: str
     reason: str | None = None
     to: str = ""
     mode: str = "auto"
-
-
-class Playout:
-    """PCM the voice worker sent, waiting to be played into the call, with its marks; thread-safe.
-
-    The clock thread takes one frame per tick (``next_frame``). A mark is reached when all audio
-    queued before it has been handed to the call; ``clear`` drops the audio and returns the marks
-    dropped with it (echoed at once, as Twilio does).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()  # never held around a pjsua2 call
-        self._items: deque[bytes | str] = deque()  # PCM chunks and mark names, in order
-        self._due: list[str] = []  # marks crossed inside the last frame: reached after it played
-
-    def add_audio(self, pcm: bytes) -> None:
-        if pcm:
-            with self._lock:
-                self._items.append(pcm)
-
-    def add_mark(self, name: str) -> None:
-        with self._lock:
-            self._items.append(name)
-
-    def clear(self) -> list[str]:
-        with self._lock:
-            marks = self._due + [item for item in self._items if isinstance(item, str)]
-            self._items.clear()
-            self._due = []
-        return marks
-
-    def queued(self) -> int:
-        """PCM bytes waiting (for tests and metrics)."""
-        with self._lock:
-            return sum(len(item) for item in self._items if isinstance(item, bytes))
-
-    def next_frame(self, size: int = FRAME_BYTES) -> tuple[bytes | None, list[str]]:
-        """The next ``size`` bytes to play (None: nothing queued) and the marks reached by now."""
-        with self._lock:
-            items, reached = self._items, self._due
-            self._due = []
-            while items and isinstance(head := items[0], str):
-                items.popleft()
-                reached.append(head)  # the audio before it went out on an earlier tick
-            if not items:
-                return None, reached
-            chunks: list[bytes] = []
-            need = size
-            while items and need:
-                head = items.popleft()
-                if isinstance(head, str):
-                    self._due.append(head)
-                elif len(head) <= need:
-                    chunks.append(head)
-                    need -= len(head)
-                else:
-                    chunks.append(head[:need])
-                    items.appendleft(head[need:])
-                    need = 0
-        if need:
-            chunks.append(bytes(need))  # the worker's audio ended mid-frame: pad with silence
-        return b"".join(chunks), reached
 
 
 class StreamSession:
@@ -124,7 +67,10 @@ class StreamSession:
         self.spec = spec
         self.playout = playout
         self.stream_sid = f"MZ{uuid.uuid4().hex}"
+        self.connected_at: float | None = None  # epoch: first ``start`` out on an open socket (hub loop)
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()  # made here; only used on the hub loop
+        self._start_text: str | None = None  # the ``start`` message of the current socket
+        self._held: list[str] = []  # digits pressed before ``start`` went out: sent right after it
         self._started = False
         self._closing = False
         self._sequence = 0
@@ -142,7 +88,7 @@ class StreamSession:
 
     def dtmf(self, digit: str) -> None:
         """An RFC 2833 digit from the far end (SIP thread)."""
-        self.hub.call(self._send, "dtmf", {"dtmf": {"track": "inbound_track", "digit": digit}})
+        self.hub.call(self._digit, digit)
 
     def transfer_failed(self, code: int | None, reason: str) -> None:
         """The transfer the worker asked for failed; the call stays with it (SIP thread).
@@ -159,11 +105,17 @@ class StreamSession:
     # ---- on the hub loop -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        reason = None
+        ws = await self._open(CONNECT_SECONDS)
+        reason = WORKER_UNREACHABLE if ws is None else await self._stream(ws)
+        if reason is not None and not self._closing:
+            self.hub.on_request(StreamRequest(self.key, "lost", reason))
+
+    async def _open(self, within: float) -> ClientConnection | None:
+        """A WebSocket to the worker within ``within`` s; None if unreachable or the call ended meanwhile."""
         try:
             ws = await connect(
                 self.spec.url,
-                open_timeout=CONNECT_SECONDS,
+                open_timeout=within,
                 ping_interval=PING_SECONDS,
                 ping_timeout=PING_SECONDS,
                 close_timeout=CLOSE_SECONDS,
@@ -173,29 +125,62 @@ class StreamSession:
             )
         except (OSError, TimeoutError, WebSocketException, ValueError) as exc:
             log.warning("call %d: %s (%s)", self.key, WORKER_UNREACHABLE, type(exc).__name__)
-            reason = WORKER_UNREACHABLE
-        else:
-            if self._closing:  # the call ended while we were connecting
-                with contextlib.suppress(WebSocketException, OSError):
-                    await ws.close()
-                return
-            reason = await self._talk(ws)
-        if reason is not None and not self._closing:
-            self.hub.on_request(StreamRequest(self.key, "lost", reason))
+            return None
+        if self._closing:  # the call ended while we were connecting
+            with contextlib.suppress(WebSocketException, OSError):
+                await ws.close()
+            return None
+        return ws
 
-    async def _talk(self, ws: ClientConnection) -> str | None:
-        writer = asyncio.create_task(self._write(ws))
-        await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+    async def _stream(self, ws: ClientConnection) -> str | None:
+        """Talk to the worker until the call ends (None) or the worker is lost (why).
+
+        A socket that drops (any end but a normal closure by the worker) is re-opened while the spec's
+        ``reconnects`` (connection attempts over the whole call) last, ``reconnect_backoff`` apart and
+        doubling, all within RECONNECT_SECONDS of the drop: a worker that does not come back in time
+        still costs the callee under 2 s of dead air. The new socket gets ``connected`` and ``start``
+        again, same callSid and streamSid, with customParameters ``reconnect`` = how many re-openings.
+        """
+        attempts, reopened = self.spec.reconnects, 0
+        while True:
+            reason = await self._talk(ws, reopened)
+            if reason is None or attempts <= 0 or ws.close_code == NORMAL_CLOSURE:
+                return reason
+            self._started = False  # frames heard meanwhile are dropped; their chunks still count
+            self.playout.clear()  # the new socket's worker starts over: no stale audio, no stale marks
+            deadline = time.monotonic() + RECONNECT_SECONDS
+            backoff, again = self.spec.reconnect_backoff, None
+            while again is None and attempts > 0 and not self._closing:
+                if time.monotonic() + backoff >= deadline:
+                    break
+                await asyncio.sleep(backoff)
+                attempts -= 1
+                backoff *= 2
+                again = await self._open(deadline - time.monotonic())
+            if again is None:
+                return None if self._closing else reason
+            ws, reopened = again, reopened + 1
+            log.info("call %d: voice worker socket re-opened (%d)", self.key, reopened)
+
+    async def _talk(self, ws: ClientConnection, reopened: int) -> str | None:
+        self._queue = asyncio.Queue()  # this socket's own: what was queued for a dropped one is gone
+        self._sequence = 0
+        self._queue.put_nowait(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        parameters = self.spec.parameters | ({"reconnect": str(reopened)} if reopened else {})
         start = {
             "accountSid": self.spec.account_sid,
             "streamSid": self.stream_sid,
             "callSid": self.spec.call_sid,
             "tracks": ["inbound"],
-            "customParameters": self.spec.parameters,
+            "customParameters": parameters,
             "mediaFormat": MEDIA_FORMAT,
         }
-        self._send("start", {"start": start})
+        self._start_text = self._send("start", {"start": start})
         self._started = True
+        for digit in self._held:
+            self._digit(digit)
+        self._held.clear()
+        writer = asyncio.create_task(self._write(ws))
         try:
             async for message in ws:
                 self._handle(message)
@@ -216,9 +201,14 @@ class StreamSession:
     async def _write(self, ws: ClientConnection) -> None:
         while (text := await self._queue.get()) is not None:
             await ws.send(text)
+            if text is self._start_text and self.connected_at is None:
+                # ``start`` is out on an open socket: the worker has the call (told once, for abandonment).
+                self.connected_at = time.time()
+                self.hub.on_request(StreamRequest(self.key, "connected"))
         await ws.close()
 
-    def _send(self, event: str, body: dict[str, Any]) -> None:
+    def _send(self, event: str, body: dict[str, Any]) -> str:
+        """Queue a message for the current socket; returns its text."""
         self._sequence += 1
         message = {
             "event": event,
@@ -226,12 +216,16 @@ class StreamSession:
             "streamSid": self.stream_sid,
             **body,
         }
-        self._queue.put_nowait(json.dumps(message, separators=(",", ":")))
+        text = json.dumps(message, separators=(",", ":"))
+        self._queue.put_nowait(text)
+        return text
 
     def _audio(self, pcm: bytes) -> None:
-        if not self._started or self._closing:
+        if self._closing or not (self._started or self._chunk):
             return  # still connecting, or over: Twilio too sends media only between start and stop
-        self._chunk += 1
+        self._chunk += 1  # also while a dropped socket is re-opened: timestamps follow the call's clock
+        if not self._started:
+            return
         media = {
             "track": "inbound",
             "chunk": str(self._chunk),
@@ -239,6 +233,14 @@ class StreamSession:
             "payload": base64.b64encode(ulaw_encode(pcm)).decode(),
         }
         self._send("media", {"media": media})
+
+    def _digit(self, digit: str) -> None:
+        if self._closing:
+            return
+        if not self._started:  # connecting or re-opening: a keypress is not lost for that
+            self._held.append(digit)
+            return
+        self._send("dtmf", {"dtmf": {"track": "inbound_track", "digit": digit}})
 
     def _echo_marks(self, names: list[str]) -> None:
         if self._started and not self._closing:
@@ -278,6 +280,8 @@ class StreamSession:
             self._echo_marks(self.playout.clear())
         elif event in ("transfer", "hangup"):
             self._request(event, {**message, **(message.get(event) or {})})
+        elif event == "opt_out":  # extension: the callee asked never to be called again
+            self.hub.on_request(StreamRequest(self.key, "opt_out"))
 
     def _request(self, event: str, body: dict[str, Any]) -> None:
         if event == "hangup":
@@ -307,7 +311,7 @@ class StreamHub:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
-    def call(self, function: Callable[..., None], *args: Any) -> None:
+    def call(self, function: Callable[..., object], *args: Any) -> None:
         """Run ``function(*args)`` on the hub loop, from any thread; dropped once the hub stopped."""
         with contextlib.suppress(RuntimeError):  # loop closed
             self.loop.call_soon_threadsafe(function, *args)

@@ -27,7 +27,7 @@ import pjsua2 as pj
 
 from dialer.logs import redact
 from sip.calls import Call, CallTable, _op
-from sip.protocol import ReferReceived, Transfer, TransferDone, TransferUpdate
+from sip.protocol import ReferReceived, Transfer, TransferDone, TransferRefused, TransferUpdate
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ TRANSFERRED = "transferred"  # why we hung up a call whose REFER succeeded
 HUMAN_LEFT = "transfer leg ended"  # why we hung up a call bridged to a human who hung up
 NO_ANSWER = "no answer"
 NO_NOTIFY = "no final NOTIFY"
+NO_LINE = "no free line for the human leg"
 ORPHAN_SECONDS = 2.0  # a call replaced after an inbound REFER is hung up if its far end has not by then
 NO_NOTIFY_CODE = 408
 
@@ -104,6 +105,12 @@ class TransferDesk:
         else:
             self._refer(call, state)
 
+    def refused(self, cmd: TransferRefused) -> None:
+        """The gateway refused the transfer the call's voice worker asked for: tell the worker."""
+        call = self.table.calls.get(cmd.key)
+        if call is not None:
+            call.media.transfer_failed(None, redact(cmd.reason))
+
     def _refer(self, call: Call, state: _Transfer) -> None:
         assert state.cmd is not None
         state.method = "refer"
@@ -130,8 +137,8 @@ class TransferDesk:
         if account is None:
             self._fail(state, None, "unknown trunk")
             return
-        if self.table.room() > 0:
-            self._fail(state, None, "no free line for the human leg")
+        if self.table.room() > 0 or not self._slot_free():
+            self._fail(state, None, NO_LINE)
             return
         leg = Leg(self.table, account, call.key)
         prm = _op(headers=cmd.headers)
@@ -261,6 +268,13 @@ class TransferDesk:
             elif kind == "ring" and state.leg is not None and not state.bridged:
                 state.limit = NO_ANSWER
                 self._hangup(state.leg)  # CANCEL; its DISCONNECTED fails the transfer
+
+    def _slot_free(self) -> bool:
+        """Whether pjsua has a call slot left for one more leg (else makeCall fails with PJ_ETOOMANY and
+        pjsua logs it); unknown before the capacity probe, when pjsua alone decides."""
+        left = self.table.lines_left()
+        legs = sum(1 for state in self.active.values() if state.leg is not None) + len(self._orphans)
+        return left is None or left - legs > 0
 
     def pending(self) -> bool:
         """Whether a leg is still up (shutdown waits for its DISCONNECTED)."""

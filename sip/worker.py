@@ -35,6 +35,7 @@ from sip.protocol import (
     SendDtmf,
     Stop,
     Transfer,
+    TransferRefused,
     WorkerConfig,
     decode,
     encode,
@@ -78,13 +79,16 @@ class Worker:
         """The SIP thread: everything pjsua2 happens here, from libCreate to libDestroy."""
         self.hub.start()
         self.stack.start()
-        self.emit(Ready(self.stack.probe(self.pump), os.getpid()))
+        capacity = self.stack.probe(self.pump)
+        self.stack.table.capacity = capacity  # a call to a SIP-URI worker needs two of these slots
+        self.emit(Ready(capacity, os.getpid()))
         self.flush()
         while self._run_commands():
             self.flush()  # replies now, not after the next poll
             self.pump()
             self.stack.table.run_timers()
             self.stack.transfers.run_timers()
+            self.stack.workers.run_timers()
             self.stack.table.reap()
             self.flush()
         self.stack.shutdown(self.pump)
@@ -130,6 +134,8 @@ class Worker:
             self.stack.add_trunk(command)
         elif isinstance(command, Transfer):
             self.stack.transfers.start(command)
+        elif isinstance(command, TransferRefused):
+            self.stack.transfers.refused(command)
 
 
 def _read_commands(commands: queue.Queue[Command | StreamRequest], wake: tuple[str, int]) -> None:

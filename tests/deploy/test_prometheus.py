@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
 
@@ -41,6 +42,9 @@ def exercised() -> Metrics:
     metrics.leases_lost.inc()
     metrics.http_request("GET", "/campaigns/{id}", 200, 0.01)
     metrics.transfer_settled("refer", "completed", 0.05)
+    answered = datetime(2025, 3, 3, 10, 0, tzinfo=UTC)
+    metrics.worker_joined(campaign, "outbound", answered, answered + timedelta(seconds=0.4))
+    metrics.worker_joined(campaign, "inbound", answered, None)
     metrics.webhook_delivery("failed")
     metrics.set_slots("trunk", uuid4(), 3, 10)
     metrics.set_prospects(uuid4(), {"pending": 5, "completed": 2})
@@ -63,6 +67,18 @@ def test_promtool_accepts_the_rules() -> None:
         [PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@needs_promtool
+def test_promtool_unit_tests_of_the_rules_pass() -> None:
+    """rules_test.yml: the abandonment alert fires near 3% on enough calls, and only then."""
+    assert PROMTOOL is not None, "promtool is required in CI"
+    tests = RULES.parent / "rules_test.yml"
+    done = subprocess.run(
+        [PROMTOOL, "test", "rules", tests.name], capture_output=True, text=True, timeout=60, cwd=RULES.parent
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "DialerAbandonmentNear3Percent" in tests.read_text()
 
 
 @needs_promtool

@@ -64,6 +64,7 @@ class Sipp:
         rate: int | None = None,
         transport: str | None = None,
         fill: dict[str, str] | None = None,
+        extra: tuple[str, ...] = (),
     ) -> Sipp:
         assert SIPP is not None
         self.port = free_port()
@@ -86,6 +87,7 @@ class Sipp:
             args += ["-t", transport]
         if rate is not None:
             args += ["-r", str(rate)]
+        args += extra  # e.g. ("-rtp_echo",)
         if target is not None:
             args.append(target)
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -20,7 +20,15 @@ import pytest
 
 from dialer.ports import CallAnswered, CallRequest
 from sip.audio import RATE, level, tone
-from sip.events import BridgeEvent, HangupRequested, InboundAnswered, InboundRoute, TransferRequested
+from sip.events import (
+    BridgeEvent,
+    HangupRequested,
+    InboundAnswered,
+    InboundRoute,
+    TransferRequested,
+    WorkerConnected,
+    WorkerMissing,
+)
 from sip.reference_worker import GREETING_MARK, ReferenceWorker, WorkerSession
 from sip.stream import WORKER_DISCONNECTED, WORKER_HANGUP, WORKER_UNREACHABLE
 from tests.sip.peers import CALLEE, DID, GatewayFactory, Harness, free_port, until
@@ -95,9 +103,14 @@ async def worker() -> AsyncIterator[ReferenceWorker]:
 
 
 async def call_through_bridge(
-    gateway: GatewayFactory, url: str | None, worker: ReferenceWorker, **request_fields: Any
+    gateway: GatewayFactory,
+    url: str | None,
+    worker: ReferenceWorker,
+    options: dict[str, Any] | None = None,
+    **request_fields: Any,
 ) -> Bridged:
-    """A far end answering NUMBER, a near gateway whose agent streams to ``url``, one call between."""
+    """A far end answering NUMBER, a near gateway whose agent streams to ``url`` (more SipGateway
+    ``options`` if given), one call between."""
     far = await gateway()
     far.routes[NUMBER] = InboundRoute(uuid4(), uuid4(), uuid4())
     agent = uuid4()
@@ -105,7 +118,7 @@ async def call_through_bridge(
     async def worker_urls(agent_id: UUID) -> str | None:
         return url if agent_id == agent else None
 
-    near = await gateway(worker_urls=worker_urls)
+    near = await gateway(worker_urls=worker_urls, **(options or {}))
     events: list[BridgeEvent] = []
     near.gateway.on_bridge = events.append
     request = replace(near.request(near.trunk(far.port), to=NUMBER), agent_id=agent, **request_fields)
@@ -183,6 +196,10 @@ async def test_start_carries_call_metadata_and_stop_ends_the_stream(
     await until(lambda: session.media_frames >= 10, 2)
     await hang_up(call)
     await until(lambda: session.stopped and session.closed, 3)
+    joined = [e for e in call.bridge_events if isinstance(e, WorkerConnected | WorkerMissing)]
+    assert len(joined) == 1 and isinstance(joined[0], WorkerConnected), "told once: the worker took the call"
+    assert (joined[0].call_id, joined[0].inbound) == (request.attempt_id, False)
+    assert joined[0].answered_at <= joined[0].at
     stop = session.events[-1]
     assert stop["event"] == "stop" and stop["stop"]["callSid"] == str(request.attempt_id)
     sequence = [int(e["sequenceNumber"]) for e in session.events if "sequenceNumber" in e]
@@ -296,6 +313,9 @@ async def test_unreachable_worker_hangs_up_within_2_s(
     delay = (ended.at - answered.at).total_seconds()
     assert ended.confirmed and ended.reason is not None and ended.reason.endswith(f"({WORKER_UNREACHABLE})")
     assert delay < 2.0, delay
+    joined = [e for e in call.bridge_events if isinstance(e, WorkerConnected | WorkerMissing)]
+    assert [type(e) for e in joined] == [WorkerMissing], "told once, before the end: the worker never came"
+    assert isinstance(joined[0], WorkerMissing) and not joined[0].call_ended, "the bridge gave up on it"
     print(f"unreachable worker: hung up {delay * 1000:.0f} ms after answer")
 
 

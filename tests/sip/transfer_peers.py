@@ -26,6 +26,7 @@ _IN_DIALOG = """  <send retrans="500">
       To: [$their_from]
       [last_Call-ID:]
       CSeq: {cseq} {method}
+      [routes]
       Contact: <sip:[local_ip]:[local_port];transport=[transport]>
       Max-Forwards: 70
 {headers}      Content-Length: {length}
@@ -41,6 +42,7 @@ _ANSWER_SDP = """  <send retrans="500">
       [last_To:];tag=[pid]SIPpTag02[call_number]
       [last_Call-ID:]
       [last_CSeq:]
+      [last_Record-Route:]
       Contact: <sip:[local_ip]:[local_port];transport=[transport]>
       Content-Type: application/sdp
       Content-Length: [len]
