@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 import dialer
-from api import errors
-from api.deps import Services
+from api import errors, openapi
+from api.deps import Services, refuse_nul
 from api.ratelimit import RateLimits, SharedBuckets
 from api.routes import (
     agents,
@@ -26,6 +26,7 @@ from api.runtime import ApiRuntime
 from dialer.metrics import Metrics
 from dialer.ports import Coordinator
 from dialer.storage import SqlStore
+from dialer.webhook_targets import WebhookTargets
 from dialer.webhooks import WebhookEmitter
 
 _DESCRIPTION = (
@@ -42,6 +43,8 @@ def create_app(
     metrics: Metrics | None = None,
     webhooks: WebhookEmitter | None = None,
     coordinator: Coordinator | None = None,
+    public: bool = True,
+    webhook_allow_private: bool | None = None,
 ) -> FastAPI:
     """Build the app around an already-migrated store (nothing global, nothing at import).
 
@@ -49,20 +52,37 @@ def create_app(
     ``limits`` overrides the seed's rate limits (tests, deployments behind their own limiter);
     ``metrics`` is served on /metrics, with every request counted into it;
     ``coordinator`` (given when Redis is configured) holds the rate-limit buckets so replicas share them;
-    ``webhooks`` receives campaign.started/paused/resumed from the API (its owner starts and stops it).
+    ``webhooks`` receives campaign.started/paused/resumed from the API (its owner starts and stops it);
+    ``public`` False serves only /health, /ready and /metrics (gateway and scheduler nodes);
+    ``webhook_allow_private`` lets webhook URLs be private (None: as ``webhooks``' sender, else refused).
     """
-    app = FastAPI(title="SIP dialer", version=dialer.__version__, description=_DESCRIPTION)
+    app = FastAPI(
+        title="SIP dialer",
+        version=dialer.__version__,
+        description=_DESCRIPTION,
+        openapi_url="/openapi.json" if public else None,  # None: no /docs either
+        dependencies=[Depends(refuse_nul)],
+    )
     app.state.services = Services(
         store=store,
         runtime=runtime,
         limits=limits or RateLimits(),
         webhooks=webhooks,
         shared=SharedBuckets(coordinator) if coordinator is not None else None,
+        webhook_targets=_webhook_targets(webhooks, webhook_allow_private),
     )
     errors.install(app)
     routers = (health, campaigns, prospects, numbers, calls, tools, trunks, agents, dnc, keys, webhooks_route)
-    for module in routers:
+    for module in routers if public else (health,):
         app.include_router(module.router)
     if metrics is not None:
         metrics_route.install(app, metrics)
+    openapi.install(app)  # the seed's examples, the real error answers, the key schemes
     return app
+
+
+def _webhook_targets(webhooks: WebhookEmitter | None, allow_private: bool | None) -> WebhookTargets:
+    """The URL policy of subscriptions: the one deliveries use, so what is accepted is also sent."""
+    if allow_private is not None:
+        return WebhookTargets(allow_private=allow_private)
+    return webhooks.sender.targets if webhooks is not None else WebhookTargets()

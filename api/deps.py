@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from api.errors import BadRequest, Forbidden, RateLimited, Unauthorized
+from api.errors import BadRequest, Forbidden, RateLimited, Unauthorized, validation_code_of
 from api.ratelimit import RateLimits, SharedBuckets, TokenBuckets
 from api.runtime import ApiRuntime
 from dialer.storage import SqlStore
 from dialer.storage.directory import SECRET_SCOPE, hash_api_key
+from dialer.webhook_targets import WebhookTargets
 from dialer.webhooks import WebhookEmitter
 
 # Routes with the seed's stricter allowance (they place real calls); every other route is "general".
@@ -30,6 +32,7 @@ class Services:
     buckets: TokenBuckets = field(default_factory=TokenBuckets)
     shared: SharedBuckets | None = None  # set: buckets live in the coordinator (Redis), not in-process
     webhooks: WebhookEmitter | None = None  # None: no events are sent (an API without a sender)
+    webhook_targets: WebhookTargets = field(default_factory=WebhookTargets)  # the SSRF guard's policy
 
 
 @dataclass(frozen=True)
@@ -54,20 +57,20 @@ def store(request: Request) -> SqlStore:
     return services(request).store
 
 
-def _presented_key(request: Request) -> str | None:
-    key = request.headers.get("x-api-key")
-    if key:
-        return key.strip()
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return None
+# Declared as security schemes so that the OpenAPI document (and /docs' "Authorize") knows them;
+# auto_error off: a missing key is answered by ``authenticate`` in the seed's error body.
+_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="sk_live_... or pk_live_...")
+_BEARER = HTTPBearer(auto_error=False, description="the same key as Authorization: Bearer <key>")
 
 
-async def authenticate(request: Request) -> Principal:
+async def authenticate(
+    request: Request,
+    api_key: Annotated[str | None, Security(_API_KEY)] = None,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None,
+) -> Principal:
     """The caller's key: 401 without one or with an unknown/revoked one, 429 once its bucket is empty."""
-    key = _presented_key(request)
-    if key is None:
+    key = (api_key or "").strip() or (bearer.credentials.strip() if bearer is not None else "")
+    if not key:
         raise Unauthorized("UNAUTHORIZED", "no API key: send X-API-Key or Authorization: Bearer")
     found = await store(request).resolve_api_key(key)
     if found is None:
@@ -102,6 +105,18 @@ async def require_secret(principal: Annotated[Principal, Depends(authenticate)])
     return principal
 
 
+async def refuse_nul(request: Request) -> None:
+    """Every route: a NUL character anywhere in the request (body, query, path) is a 400.
+
+    PostgreSQL cannot store NUL in text or JSON, so such a value would otherwise reach the database
+    and come back as a 500 (SQLite would store it, and the two backends would differ).
+    """
+    body = await request.body()  # cached: the route reads it again
+    params = [*request.path_params.values(), *request.query_params.values()]
+    if b"\x00" in body or b"\\u0000" in body or any("\x00" in str(value) for value in params):
+        raise BadRequest(validation_code_of(request), "NUL characters are not allowed in a request")
+
+
 def parse_id(raw: str, code: str, what: str) -> UUID:
     """A path id as a UUID, or the seed's bad-format error for that resource."""
     try:
@@ -109,6 +124,12 @@ def parse_id(raw: str, code: str, what: str) -> UUID:
     except ValueError:
         raise BadRequest(code, f"{what} is not a valid UUID") from None
 
+
+#: Paging of list routes: at most 500 rows a page, and an offset a 64-bit database column can hold
+#: (an unbounded one reached SQLite as an integer overflow, a 500).
+MAX_OFFSET = 10**12
+PageLimit = Annotated[int, Query(ge=1, le=500)]
+PageOffset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 Store = Annotated[SqlStore, Depends(store)]
 Svc = Annotated[Services, Depends(services)]

@@ -140,10 +140,16 @@ async def _on_api_error(_request: Request, exc: Exception) -> JSONResponse:
     return _respond(exc)
 
 
+def validation_code_of(request: Request) -> str:
+    """The code a route declared for its validation errors (``validation_code``), else VALIDATION_ERROR."""
+    route = request.scope.get("route")
+    code: str = getattr(getattr(route, "endpoint", None), "validation_code", "VALIDATION_ERROR")
+    return code
+
+
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    route = request.scope.get("route")
-    code = getattr(getattr(route, "endpoint", None), "validation_code", "VALIDATION_ERROR")
+    code = validation_code_of(request)
     # Field paths and messages only: pydantic's "input" would echo phone numbers back into logs.
     details = [
         {"field": ".".join(str(part) for part in err.get("loc", ()) if part != "body"), "reason": err["msg"]}
@@ -154,12 +160,14 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     return _respond(BadRequest(code, f"{where}{first['reason']}", details=details))
 
 
-async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 405:
         return _respond(MethodNotAllowed("METHOD_NOT_ALLOWED", "method not allowed on this route"))
     if exc.status_code == 404:
         return _respond(NotFound("NOT_FOUND", "no such route"))
+    if exc.status_code == 400:  # Starlette could not read the body (e.g. a broken multipart form)
+        return _respond(BadRequest(validation_code_of(request), str(exc.detail)))
     error = ApiError("HTTP_ERROR", str(exc.detail))
     error.status = exc.status_code
     return _respond(error)

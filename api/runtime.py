@@ -14,8 +14,16 @@ class CallRejected(Exception):
         self.reason = reason
 
 
+class GatewayUnavailable(CallRejected):
+    """No SIP gateway could be asked: none is alive, or none answered in time (the API answers 503)."""
+
+
 class ApiRuntime(Protocol):
-    """The live parts behind the API (dispatcher, SIP gateway); ``None`` where they do not run."""
+    """The live parts behind the API (dispatcher, SIP gateway); ``None`` where they do not run.
+
+    In one process (``--role all``) it is the runtime itself; on an API-only node (``--role api``) it
+    is ``dialer.commands.GatewayClient``, which carries each call action to a gateway node.
+    """
 
     def campaigns_changed(self) -> None:
         """Wake the dispatcher after a start, resume or new prospects."""
@@ -30,4 +38,9 @@ class ApiRuntime(Protocol):
         """Hang up a live call; CallRejected if the gateway does not hold it."""
 
     async def health(self) -> dict[str, dict[str, object]]:
-        """Extra /health components, e.g. ``{"redis": {"healthy": True, "latency_ms": 0.4}}``."""
+        """Extra /health components, e.g. ``{"redis": {"healthy": True, "latency_ms": 0.4}}``.
+
+        A component with ``"gates_readiness": False`` is reported but does not make /ready fail (an API
+        replica still serves reads when no gateway is up; taking it out of the load balancer would
+        turn clear errors into refused connections).
+        """

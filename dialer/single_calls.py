@@ -107,6 +107,8 @@ class SingleCalls:
             timeout_seconds=timeout_seconds,
             lease_token=lease.token,
             agent_id=record.agent_id,
+            prospect_id=record.prospect_id,  # the voice worker's ``start`` names who it is talking to
+            prospect_name=record.callee_name,
         )
         try:
             await self.launcher.place(request)

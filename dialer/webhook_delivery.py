@@ -3,10 +3,11 @@
 ``WebhookSender.emit`` only puts the event on a bounded in-memory queue (a full queue drops it, with a
 log line and the ``dropped`` metric; it never waits). One task turns each event into a delivery row per
 subscribed endpoint; a second task POSTs due rows, at most ``concurrency`` at once, each with its own
-``timeout``. A failed attempt (network error or non-2xx) is retried after ``retry_delays[n]``; past the
-last delay the row is ``failed``. Rows are the truth: a new sender re-queues every pending row at
-start, and a claim on the row keeps two senders from POSTing the same attempt at once. Delivery is
-at least once: receivers dedupe by ``X-Webhook-Id`` (the event id, the same on every retry).
+``timeout``. A failed attempt (network error, non-2xx, or a URL the SSRF guard refuses now: see
+dialer/webhook_targets.py) is retried after ``retry_delays[n]``; past the last delay the row is
+``failed``. Rows are the truth: a new sender re-queues every pending row at start, and a claim on the
+row keeps two senders from POSTing the same attempt at once. Delivery is at least once: receivers
+dedupe by ``X-Webhook-Id`` (the event id, the same on every retry).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import httpx
 import dialer
 from dialer.metrics import Metrics
 from dialer.storage.webhooks import DELIVERED, FAILED, PENDING, DeliveryJob, WebhookAdmin
+from dialer.webhook_targets import TargetRefused, WebhookTargets
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +101,10 @@ class WebhookSender:
         timeout: float = 5.0,
         concurrency: int = 16,
         clock: Callable[[], datetime] = utc_now,
+        targets: WebhookTargets | None = None,
     ) -> None:
         self.store = store
+        self.targets = targets or WebhookTargets()  # default: public addresses only
         self.metrics = metrics or Metrics()
         self.retry_delays = tuple(retry_delays)
         self.timeout = timeout
@@ -239,7 +243,15 @@ class WebhookSender:
             "X-Signature": signature_header(job.secret, int(time.time()), body),
         }
         try:
-            response = await self._client.post(job.url, content=body, headers=headers)
+            # Checked again now, and sent to the address checked: DNS may have changed since subscribing.
+            target = await self.targets.check(job.url)
+        except TargetRefused as exc:
+            return None, f"{exc.code}: {exc.message}"[:500]
+        headers["Host"] = target.host_header
+        try:
+            response = await self._client.post(
+                target.pinned_url(), content=body, headers=headers, extensions={"sni_hostname": target.host}
+            )
         except httpx.HTTPError as exc:
             return None, f"{type(exc).__name__}: {exc}"[:500]
         if 200 <= response.status_code < 300:

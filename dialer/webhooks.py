@@ -29,6 +29,7 @@ from dialer.ports import (
 )
 from dialer.storage.webhooks import WebhookAdmin
 from dialer.webhook_delivery import DEFAULT_RETRY_DELAYS, WebhookEvent, WebhookSender
+from dialer.webhook_targets import WebhookTargets
 
 CALL_RINGING = "call.ringing"
 CALL_ANSWERED = "call.answered"
@@ -62,6 +63,7 @@ class WebhookEmitter:
 
     def __init__(self, sender: WebhookSender) -> None:
         self.sender = sender
+        self._launchers: list[WebhookLauncher] = []
 
     async def start(self) -> None:
         await self.sender.start()
@@ -84,11 +86,25 @@ class WebhookEmitter:
 
     def launcher(self, inner: CallLauncher) -> CallLauncher:
         """``inner`` wrapped so that its call events become ``call.*`` webhooks."""
-        return WebhookLauncher(inner, self)
+        launcher = WebhookLauncher(inner, self)
+        self._launchers.append(launcher)
+        return launcher
 
     def observer(self, inner: DispatchObserver | None = None) -> DispatchObserver:
         """A dispatch observer that forwards to ``inner`` and emits ``campaign.completed``."""
         return WebhookObserver(self, inner or DispatchObserver())
+
+    def transfer_settled(self, call_id: UUID, method: str, started_at: datetime, ended_at: datetime) -> None:
+        """A transfer reached the human: its method and times go into the call's ``call.transferred``
+        (and ``call.completed``) as ``transfer``, sent when the call ends."""
+        details = {
+            "method": method,
+            "started_at": started_at.isoformat(),
+            "ended_at": ended_at.isoformat(),
+            "seconds": _seconds(started_at, ended_at),
+        }
+        for launcher in self._launchers:
+            launcher.transferred(call_id, details)
 
     def campaign_changed(self, tenant_id: UUID, campaign_id: UUID, verb: str, status: str) -> None:
         """The API started, paused or resumed a campaign (``verb`` start, pause or resume)."""
@@ -197,6 +213,12 @@ class WebhookLauncher(ObservingLauncher[_Call]):
     def observe(self, kept: _Call, event: CallEvent) -> None:
         self._emit(kept, event)
 
+    def transferred(self, call_id: UUID, details: dict[str, Any]) -> None:
+        """Keep a live call's settled transfer for the events of its end."""
+        kept = self._calls.get(call_id)
+        if kept is not None:
+            kept.data["transfer"] = details
+
     def _emit(self, call: _Call, event: CallEvent) -> None:
         emit = self.emitter.emit
         if isinstance(event, CallRinging):
@@ -243,8 +265,12 @@ def build_webhooks(
     retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
     timeout: float = 5.0,
     concurrency: int = 16,
+    allow_private: bool = False,
 ) -> WebhookEmitter:
-    """The emitter and its sender; ``await emitter.start()`` inside the running loop, ``stop()`` at exit."""
+    """The emitter and its sender; ``await emitter.start()`` inside the running loop, ``stop()`` at exit.
+
+    ``allow_private`` (``DIALER_WEBHOOK_ALLOW_PRIVATE``) lets endpoints be on loopback or private networks.
+    """
     sender = WebhookSender(
         store,
         metrics,
@@ -252,5 +278,6 @@ def build_webhooks(
         retry_delays=retry_delays,
         timeout=timeout,
         concurrency=concurrency,
+        targets=WebhookTargets(allow_private=allow_private),
     )
     return WebhookEmitter(sender)

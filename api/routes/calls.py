@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 
-from api.deps import AnyKey, SecretKey, Store, Svc, parse_id
+from api.deps import AnyKey, PageLimit, PageOffset, SecretKey, Store, Svc, parse_id
 from api.errors import validation_code
 from api.runtime import CallRejected
 from api.schemas.calls import (
@@ -47,8 +47,8 @@ async def list_calls(
     status: CallStatus | None = None,
     campaign_id: UUID | None = None,
     direction: Literal["inbound", "outbound"] | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: PageLimit = 100,
+    offset: PageOffset = 0,
 ) -> CallList:
     """The tenant's calls, newest first; ``total`` counts every match across pages."""
     views, total = await store.list_calls(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Query
-
-from api.deps import SecretKey, Store
+from api.deps import PageLimit, PageOffset, SecretKey, Store
 from api.errors import BadRequest, NotFound
 from api.schemas.directory import DncAdded, DncCreate, DncList, DncPublic, DncRemoved
 from dialer.phone import InvalidPhoneNumber, parse_phone
@@ -29,8 +27,8 @@ async def add_dnc(body: DncCreate, key: SecretKey, store: Store) -> DncAdded:
 async def list_dnc(
     key: SecretKey,
     store: Store,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: PageLimit = 100,
+    offset: PageOffset = 0,
 ) -> DncList:
     """A page of the do-not-call list, newest first."""
     entries, total = await store.list_dnc(key.tenant_id, limit=limit, offset=offset)

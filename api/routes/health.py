@@ -55,7 +55,9 @@ async def health(svc: Svc) -> dict[str, Any]:
 async def ready(svc: Svc) -> JSONResponse:
     """200 when this replica can take traffic (storage and runtime healthy), else 503 in the error body."""
     components = await _components(svc)
-    down = sorted(name for name, c in components.items() if not c.get("healthy"))
+    down = sorted(
+        name for name, c in components.items() if not c.get("healthy") and c.get("gates_readiness", True)
+    )
     if down:
         body = error_body("NOT_READY", f"not ready: {', '.join(down)}")
         return JSONResponse(body, status_code=503)

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from api.deps import SecretKey, Store, Svc, parse_id
+from api.deps import PageLimit, PageOffset, SecretKey, Store, Svc, parse_id
 from api.errors import BadRequest, NotFound
 from api.routes.campaigns import CampaignId
 from api.schemas.prospects import ProspectBatch, ProspectPage, ProspectPublic, ProspectRemoved, ProspectUpload
@@ -69,8 +69,8 @@ async def list_prospects(
     state: Annotated[
         str | None, Query(description="pending, dialing, held, completed, failed, dnc, removed")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: PageLimit = 100,
+    offset: PageOffset = 0,
 ) -> ProspectPage:
     """A page of the campaign's prospects in upload order."""
     await owned_campaign(store, key.tenant_id, cid)

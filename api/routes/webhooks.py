@@ -6,10 +6,10 @@ from dataclasses import asdict
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 
-from api.deps import SecretKey, Store, parse_id
-from api.errors import NotFound, validation_code
+from api.deps import PageLimit, PageOffset, SecretKey, Store, Svc, parse_id
+from api.errors import BadRequest, NotFound, validation_code
 from api.schemas.webhooks import (
     DeliveryList,
     DeliveryPublic,
@@ -20,6 +20,7 @@ from api.schemas.webhooks import (
     WebhookPublic,
 )
 from dialer.storage.webhooks import WebhookRecord
+from dialer.webhook_targets import TargetRefused
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -43,8 +44,18 @@ def _public(record: WebhookRecord) -> WebhookPublic:
 
 @router.post("", response_model=WebhookCreated, status_code=201)
 @validation_code("VALIDATION_ERROR")
-async def create_webhook(body: WebhookCreate, key: SecretKey, store: Store) -> WebhookCreated:
-    """Subscribe an endpoint; the response holds its signing ``secret``, shown only this once."""
+async def create_webhook(body: WebhookCreate, key: SecretKey, svc: Svc) -> WebhookCreated:
+    """Subscribe an endpoint; the response holds its signing ``secret``, shown only this once.
+
+    The URL's host must resolve to public addresses only (no loopback, private, link-local/metadata,
+    multicast): 400 ``WEBHOOK_URL_NOT_ALLOWED`` or ``WEBHOOK_URL_UNRESOLVABLE`` otherwise, unless the
+    operator set ``DIALER_WEBHOOK_ALLOW_PRIVATE=true``. Deliveries check again before every POST.
+    """
+    try:
+        await svc.webhook_targets.check(body.url)
+    except TargetRefused as exc:
+        raise BadRequest(exc.code, exc.message) from None
+    store = svc.store
     new_id, secret = await store.create_webhook(key.tenant_id, body.url, list(body.events), body.description)
     created = await store.tenant_webhook(key.tenant_id, new_id)
     assert created is not None
@@ -70,8 +81,8 @@ async def list_deliveries(
     wid: WebhookId,
     key: SecretKey,
     store: Store,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: PageLimit = 100,
+    offset: PageOffset = 0,
 ) -> DeliveryList:
     """The endpoint's delivery log, newest first: status, attempts, last HTTP status and error."""
     if await store.tenant_webhook(key.tenant_id, wid) is None:

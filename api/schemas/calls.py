@@ -48,10 +48,27 @@ class CallProspect(Party):
     prospect_data: list[KeyValue] = Field(default_factory=list)
 
 
+class AgentClient(BaseModel):
+    """The seed's ``agent.client``: the tenant's name; prospect groups are not a concept here (null)."""
+
+    name: str | None
+    base_prospect_group_id: UUID | None = None
+
+
+class CallAgent(Party):
+    """The seed's ``agent`` of a call record: id, name and the owning client."""
+
+    client: AgentClient | None = None
+
+
 class Transfer(BaseModel):
     to: str | None
     method: str | None
     result: str | None
+    started_at: datetime | None = Field(None, description="when the transfer was asked for")
+    ended_at: datetime | None = Field(
+        None, description="when it settled: REFER accepted by the final NOTIFY, human bridged, or failed"
+    )
 
 
 class CallSummary(BaseModel):
@@ -100,12 +117,16 @@ class CallDetail(BaseModel):
     extra_details: dict[str, Any]
     provider_call_id: str | None
     prospect: CallProspect | None
-    agent: Party | None
+    agent: CallAgent | None
     outcome: str | None
     sip_code: int | None
     reason: str | None
     pdd_ms: float | None
     transfer: Transfer | None
+    worker_connected_at: datetime | None = Field(
+        None,
+        description="when the voice worker took the answered call; none, or over 2 s after answer: abandoned",
+    )
 
 
 class TransferRequest(BaseModel):

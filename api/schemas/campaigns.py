@@ -3,14 +3,38 @@
 from __future__ import annotations
 
 from datetime import datetime, time
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from dialer.domain import WEEKDAYS
 
 _DEFAULT_DAYS = list(WEEKDAYS[:5])
+#: Longest wait between two attempts of a prospect (30 days); also keeps values in a 32-bit column.
+MAX_RETRY_DELAY_SECONDS = 30 * 86400
+
+
+def _wall_clock(value: time) -> time:
+    if value.tzinfo is not None:
+        raise ValueError("a wall-clock time without offset (HH:MM:SS): the campaign's timezone applies")
+    return value
+
+
+#: The seed's ``HH:MM:SS``. Not JSON Schema's ``format: time``: that is RFC 3339's, which needs an
+#: offset, while a calling hour is wall-clock time in the campaign's own zone.
+ClockTime = Annotated[
+    time,
+    AfterValidator(_wall_clock),
+    PlainSerializer(lambda value: value.isoformat(), return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?$",
+            "examples": ["09:00:00"],
+        }
+    ),
+]
 
 
 class Candidate(BaseModel):
@@ -27,25 +51,33 @@ class CampaignSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     provider: str | None = Field(None, description="a trunk name of yours restricts dialling to it")
     timezone: str | None = Field(None, examples=["Asia/Kolkata"])
-    call_hours_start: time | None = Field(None, examples=["09:00:00"])
-    call_hours_end: time | None = Field(None, examples=["18:00:00"])
+    call_hours_start: ClockTime | None = Field(None, examples=["09:00:00"])
+    call_hours_end: ClockTime | None = Field(None, examples=["18:00:00"])
     call_days: list[str] | None = Field(None, examples=[_DEFAULT_DAYS])
     max_concurrent_calls: int | None = Field(None, ge=1, le=1000)
     call_timeout_seconds: int | None = Field(None, ge=5, le=600)
     use_vanira_managed: bool | None = None
     retry_failed_calls: bool | None = None
     max_retries_failed: int | None = Field(None, ge=0, le=20)
-    retry_delay_failed_seconds: int | None = Field(None, ge=0)
+    retry_delay_failed_seconds: int | None = Field(None, ge=0, le=MAX_RETRY_DELAY_SECONDS)
     retry_busy_calls: bool | None = None
     max_retries_busy: int | None = Field(None, ge=0, le=20)
-    retry_delay_busy_seconds: int | None = Field(None, ge=0)
+    retry_delay_busy_seconds: int | None = Field(None, ge=0, le=MAX_RETRY_DELAY_SECONDS)
     retry_no_answer_calls: bool | None = None
     max_retries_no_answer: int | None = Field(None, ge=0, le=20)
-    retry_delay_no_answer_seconds: int | None = Field(None, ge=0)
+    retry_delay_no_answer_seconds: int | None = Field(None, ge=0, le=MAX_RETRY_DELAY_SECONDS)
     allow_reschedule: bool | None = None
     max_reschedules_per_prospect: int | None = Field(None, ge=0, le=100)
-    reschedule_min_delay_hours: float | None = Field(None, ge=0)
+    reschedule_min_delay_hours: float | None = Field(None, ge=0, le=MAX_RETRY_DELAY_SECONDS / 3600)
     is_hr_campaign: bool | None = None
+    opt_out_digit: str | None = Field(
+        None,
+        pattern=r"^[0-9*#]?$",
+        examples=["9"],
+        description="DTMF key (0-9, * or #) that puts the callee on your do-not-call list during a call: "
+        "every later attempt to the number, in every campaign, stops; the call itself goes on. "
+        '"" clears it',
+    )
 
 
 class CampaignCreate(CampaignSettings):
@@ -108,8 +140,8 @@ class CampaignPublic(BaseModel):
     client_id: UUID
     agent_id: UUID | None
     provider: str
-    call_hours_start: time
-    call_hours_end: time
+    call_hours_start: ClockTime
+    call_hours_end: ClockTime
     call_days: list[str]
     use_vanira_managed: bool
     retry_failed_calls: bool
@@ -127,6 +159,7 @@ class CampaignPublic(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+    opt_out_digit: str | None
 
 
 class CampaignSummary(BaseModel):

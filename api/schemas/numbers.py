@@ -39,7 +39,7 @@ class NumberImport(BaseModel):
     trunk_id: UUID | None = Field(None, description="one of your trunks; may be left out if you have one")
     label: str = Field("", max_length=200)
     max_concurrent_calls: int = Field(1, ge=1, le=1000)
-    daily_cap: int | None = Field(None, ge=1)
+    daily_cap: int | None = Field(None, ge=1, le=1_000_000)  # calls a day
     vobiz_auth_id: str | None = None
     vobiz_auth_token: str | None = None
     use_existing_credentials: bool = False
@@ -73,7 +73,7 @@ class NumberUpdate(BaseModel):
 
     label: str | None = Field(None, max_length=200)
     max_concurrent_calls: int | None = Field(None, ge=1, le=1000)
-    daily_cap: int | None = Field(None, ge=1)
+    daily_cap: int | None = Field(None, ge=1, le=1_000_000)  # calls a day
     is_active: bool | None = None
 
 

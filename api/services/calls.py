@@ -9,8 +9,10 @@ from uuid import UUID
 
 from api.deps import Principal, Services
 from api.errors import BadGateway, BadRequest, Conflict, Forbidden, NotFound, Unavailable
-from api.runtime import CallRejected
+from api.runtime import CallRejected, GatewayUnavailable
 from api.schemas.calls import (
+    AgentClient,
+    CallAgent,
     CallCreate,
     CallCreated,
     CallDetail,
@@ -20,7 +22,7 @@ from api.schemas.calls import (
     Party,
     Transfer,
 )
-from dialer.domain import AttemptResult, ProspectState, ProspectUpdate
+from dialer.domain import AttemptResult
 from dialer.outcome import Outcome
 from dialer.phone import InvalidPhoneNumber, is_local_to, parse_phone
 from dialer.storage import NumberRecord, SqlStore
@@ -82,7 +84,14 @@ async def create_call(svc: Services, key: Principal, body: CallCreate) -> CallCr
         # Checked before writing: a call row nobody will ever dial would stay "triggered" forever.
         raise Unavailable("UPSTREAM_SERVICE_TIMEOUT", "the SIP gateway is not running in this process")
     call_id = await store.create_call(
-        key.tenant_id, did.number, to, from_did_id=did.id, trunk_id=did.trunk_id, agent_id=body.agent_id
+        key.tenant_id,
+        did.number,
+        to,
+        from_did_id=did.id,
+        trunk_id=did.trunk_id,
+        agent_id=body.agent_id,
+        prospect_id=body.prospect_id,
+        callee_name=body.sip_data.name,
     )
     try:
         await svc.runtime.place_call(key.tenant_id, call_id)
@@ -100,9 +109,8 @@ async def create_call(svc: Services, key: Principal, body: CallCreate) -> CallCr
 async def _end_unplaced(store: SqlStore, call_id: UUID, reason: str) -> None:
     """Close the row of a call that never left; a no-op when the gateway closed it already."""
     result = AttemptResult(outcome=Outcome.FAILED, ended_at=datetime.now(UTC), reason=reason)
-    # No prospect is linked to an API call, so this update is never applied; the port requires one.
-    update = ProspectUpdate(state=ProspectState.FAILED, next_attempt_at=None, last_outcome=Outcome.FAILED)
-    await store.finish_attempt(call_id, result, update)
+    # No prospect update: a prospect linked to an API call (``prospect_id``) keeps its campaign state.
+    await store.finish_attempt(call_id, result, None)
 
 
 async def owned_call(store: SqlStore, tenant_id: UUID, call_id: UUID) -> CallView:
@@ -115,6 +123,17 @@ async def owned_call(store: SqlStore, tenant_id: UUID, call_id: UUID) -> CallVie
 def _duration(view: CallView) -> int | None:
     seconds = view.attempt.duration_seconds
     return round(seconds) if seconds is not None else None
+
+
+def _has_callee(view: CallView) -> bool:
+    """Whether the call has the seed's ``prospect``: a linked prospect, or a named outbound callee."""
+    return view.attempt.prospect_id is not None or view.attempt.callee_name is not None
+
+
+def _callee(view: CallView) -> str | None:
+    """Who was called: the name the call was placed with (``sip_data.name``, the prospect's name at
+    dial time), else the linked prospect's current name (rows written before the name was stored)."""
+    return view.attempt.callee_name or view.prospect_name
 
 
 def summary(view: CallView) -> CallSummary:
@@ -133,9 +152,9 @@ def summary(view: CallView) -> CallSummary:
         duration=_duration(view),
         recording_url=None,  # the gateway records nothing
         is_call_successful_according_to_agent_criteria=None,  # only the voice worker could tell
-        prospect=Party(id=a.prospect_id, name=view.prospect_name, phone=a.to_number)
-        if a.prospect_id
-        else None,
+        prospect=(
+            Party(id=a.prospect_id, name=_callee(view), phone=a.to_number) if _has_callee(view) else None
+        ),
         agent=Party(id=a.agent_id, name=view.agent_name) if a.agent_id else None,
         call_data=[],
         outcome=a.outcome.value if a.outcome else None,
@@ -147,16 +166,22 @@ def summary(view: CallView) -> CallSummary:
 def detail(view: CallView) -> CallDetail:
     a = view.attempt
     prospect = None
-    if a.prospect_id is not None:
+    if _has_callee(view):
         prospect = CallProspect(
             id=a.prospect_id,
-            name=view.prospect_name,
+            name=_callee(view),
             phone=a.to_number,
             prospect_data=[KeyValue(key=k, value=v) for k, v in view.prospect_custom.items()],
         )
     transfer = None
     if a.transfer_to or a.transfer_method or a.transfer_result:
-        transfer = Transfer(to=a.transfer_to, method=a.transfer_method, result=a.transfer_result)
+        transfer = Transfer(
+            to=a.transfer_to,
+            method=a.transfer_method,
+            result=a.transfer_result,
+            started_at=a.transfer_started_at,
+            ended_at=a.transfer_ended_at,
+        )
     return CallDetail(
         id=a.id,
         agent_id=a.agent_id,
@@ -169,15 +194,23 @@ def detail(view: CallView) -> CallDetail:
         call_triggered_at=a.created_at,
         answered_at=a.answered_at,
         ended_at=a.ended_at,
-        extra_details={"duration": _duration(view), "sip_worker": a.sip_worker, "q850_cause": a.q850_cause},
+        extra_details={
+            "duration": _duration(view),
+            "recording_url": None,  # the gateway records nothing
+            "sip_worker": a.sip_worker,
+            "q850_cause": a.q850_cause,
+        },
         provider_call_id=None,
         prospect=prospect,
-        agent=Party(id=a.agent_id, name=view.agent_name) if a.agent_id else None,
+        agent=CallAgent(id=a.agent_id, name=view.agent_name, client=AgentClient(name=view.tenant_name))
+        if a.agent_id
+        else None,
         outcome=a.outcome.value if a.outcome else None,
         sip_code=a.sip_code,
         reason=a.reason,
         pdd_ms=a.pdd_ms,
         transfer=transfer,
+        worker_connected_at=a.worker_connected_at,
     )
 
 
@@ -205,5 +238,7 @@ async def transfer_target(svc: Services, key: Principal, view: CallView, to_numb
         raise BadRequest("VALIDATION_ERROR", f"to_number: {exc.reason}") from None
 
 
-def rejected(exc: CallRejected) -> BadGateway:
+def rejected(exc: CallRejected) -> BadGateway | Unavailable:
+    if isinstance(exc, GatewayUnavailable):  # nobody to ask (API-only node): 503, worth a retry
+        return Unavailable("UPSTREAM_SERVICE_TIMEOUT", f"no SIP gateway answered: {exc.reason}")
     return BadGateway("UPSTREAM_SERVICE_ERROR", f"the SIP gateway refused: {exc.reason}")

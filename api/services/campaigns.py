@@ -110,6 +110,8 @@ def settings_of(body: CampaignSettings) -> dict[str, Any]:
     }
     if "call_days" in values:
         values["call_days"] = tuple(values["call_days"])
+    if values.get("opt_out_digit") == "":
+        values["opt_out_digit"] = None  # "" clears the digit (null leaves a PATCH's field unchanged)
     return values
 
 

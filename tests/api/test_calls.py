@@ -13,6 +13,7 @@ from dialer.domain import AttemptResult, ProspectState, ProspectUpdate
 from dialer.outcome import Outcome
 from dialer.storage import SqlStore, TrunkSpec
 from tests.api.conftest import DID, DID_2, FakeRuntime, Tenant, assert_error, serve
+from tests.api.test_campaigns import seed_body
 
 TO = "+14155552671"
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -37,7 +38,41 @@ async def test_create_places_the_stored_call(acme: Tenant, store: SqlStore, runt
 
     detail = (await acme.client.get(f"/calls/{call_id}")).json()
     assert detail["status"] == "triggered" and detail["phone_to"] == TO and detail["phone_from"] == DID
-    assert detail["agent"] == {"id": str(acme.agent), "name": "Receptionist", "phone": None}
+    assert detail["agent"] == {
+        "id": str(acme.agent),
+        "name": "Receptionist",
+        "phone": None,
+        "client": {"name": "Acme", "base_prospect_group_id": None},
+    }
+    # sip_data.name is who was called: stored on the call, shown as the seed's prospect (no prospect row).
+    assert record.callee_name == "John Doe" and record.prospect_id is None
+    assert detail["prospect"] == {"id": None, "name": "John Doe", "phone": TO, "prospect_data": []}
+
+
+async def test_create_links_the_prospect_and_defaults_the_name(
+    acme: Tenant, store: SqlStore, runtime: FakeRuntime
+) -> None:
+    campaign = (await acme.client.post("/campaigns", json=seed_body(acme.agent))).json()["campaign_id"]
+    prospects = (await acme.client.get(f"/campaigns/{campaign}/prospects")).json()["data"]
+    jane = next(p for p in prospects if p["name"] == "Jane Roe")
+    body = {"agent_id": str(acme.agent), "type": "sip", "sip_data": {"to": TO, "from_number": DID}}
+    response = await acme.client.post("/calls/create", json=body | {"prospect_id": jane["id"]})
+    assert response.status_code == 200, response.text
+    call_id = UUID(response.json()["call_id"])
+    record = await store.get_attempt(call_id)
+    assert record is not None and (record.prospect_id, record.callee_name) == (UUID(jane["id"]), "Unknown")
+    detail = (await acme.client.get(f"/calls/{call_id}")).json()
+    assert detail["prospect"]["id"] == jane["id"] and detail["prospect"]["name"] == "Unknown"
+    assert detail["prospect"]["prospect_data"] == [{"key": "plan", "value": "gold"}]
+    listed = (await acme.client.get("/calls")).json()["calls"]
+    assert listed[0]["prospect"] == {"id": jane["id"], "name": "Unknown", "phone": TO}
+
+    # The call ends unplaced: the linked prospect keeps its campaign state (only its campaign moves it).
+    runtime.reject = "no free SIP line"
+    refused = await acme.client.post("/calls/create", json=body | {"prospect_id": jane["id"]})
+    assert_error(refused, 503, "UPSTREAM_SERVICE_TIMEOUT")
+    prospect = await store.get_prospect(UUID(jane["id"]))
+    assert prospect is not None and prospect.state.value == "pending" and prospect.total_attempts == 0
 
 
 async def test_create_without_from_number_uses_the_managed_pool(

@@ -258,6 +258,21 @@ async def test_patch_campaign(acme: Tenant, store: SqlStore) -> None:
     )
 
 
+async def test_opt_out_digit_is_set_changed_and_cleared(acme: Tenant, store: SqlStore) -> None:
+    created = await acme.client.post("/campaigns", json=seed_body(acme.agent, opt_out_digit="#"))
+    assert created.status_code == 200, created.text
+    url = f"/campaigns/{created.json()['campaign_id']}"
+    assert (await acme.client.get(url)).json()["opt_out_digit"] == "#"
+    for digit, shown in (("9", "9"), (None, "9"), ("", None)):  # null: unchanged; "": none any more
+        response = await acme.client.patch(url, json={"opt_out_digit": digit, "name": "Spring"})
+        assert response.status_code == 200, response.text
+        assert (await acme.client.get(url)).json()["opt_out_digit"] == shown
+    for bad in ("10", "a", "**", 5):
+        body = seed_body(acme.agent, opt_out_digit=bad)
+        assert_error(await acme.client.post("/campaigns", json=body), 400, "BAD_REQUEST_FORMAT")
+        assert_error(await acme.client.patch(url, json={"opt_out_digit": bad}), 400, "VALIDATION_ERROR")
+
+
 async def test_ids_and_tenants(acme: Tenant, other: Tenant) -> None:
     campaign = (await acme.client.post("/campaigns", json=seed_body(acme.agent))).json()["campaign_id"]
     for path in ("", "/start", "/pause", "/resume"):

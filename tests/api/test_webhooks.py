@@ -22,12 +22,14 @@ from dialer.ports import (
 )
 from dialer.storage import SqlStore
 from dialer.webhook_delivery import WebhookSender, verify
+from dialer.webhook_targets import WebhookTargets
 from dialer.webhooks import WebhookEmitter, build_webhooks
 from tests.api.conftest import ROOMY, FakeRuntime, Tenant, assert_error, serve
 from tests.api.test_campaigns import seed_body
 from tests.api.webhook_receiver import Receiver, eventually, run_receiver
 
 FAST = (0.05, 0.1, 0.2, 0.4)  # the production schedule (1, 4, 16, 64 s) scaled down
+LOOPBACK = WebhookTargets(allow_private=True)  # the test receivers listen on 127.0.0.1
 
 
 @pytest.fixture
@@ -37,7 +39,7 @@ def metrics() -> Metrics:
 
 @pytest.fixture
 async def emitter(store: SqlStore, metrics: Metrics) -> AsyncIterator[WebhookEmitter]:
-    emitter = build_webhooks(store, metrics, retry_delays=FAST, timeout=0.5)
+    emitter = build_webhooks(store, metrics, retry_delays=FAST, timeout=0.5, allow_private=True)
     await emitter.start()
     try:
         yield emitter
@@ -161,7 +163,9 @@ async def test_gives_up_after_the_last_try(
 ) -> None:
     receiver.statuses = [500]
     hook = await subscribe(acme, receiver, "campaign.paused")
-    sender = WebhookEmitter(WebhookSender(store, metrics, retry_delays=(0.01, 0.01), timeout=0.5))
+    sender = WebhookEmitter(
+        WebhookSender(store, metrics, retry_delays=(0.01, 0.01), timeout=0.5, targets=LOOPBACK)
+    )
     await sender.start()
     try:
         sender.emit("campaign.paused", {}, tenant_id=acme.id)
@@ -183,7 +187,7 @@ async def test_pending_deliveries_survive_a_restart(
 ) -> None:
     receiver.statuses = [503, 200]
     hook = await subscribe(acme, receiver, "campaign.paused")
-    first = WebhookSender(store, retry_delays=(60.0,), timeout=0.5)
+    first = WebhookSender(store, retry_delays=(60.0,), timeout=0.5, targets=LOOPBACK)
     await first.start()
     emitter = WebhookEmitter(first)
     emitter.emit("campaign.paused", {"n": 1}, tenant_id=acme.id)
@@ -196,7 +200,7 @@ async def test_pending_deliveries_survive_a_restart(
     await first.stop()  # "crash": the retry is a minute away and only the row remembers it
 
     later = datetime.now(UTC) + timedelta(seconds=61)
-    second = WebhookSender(store, retry_delays=(60.0,), timeout=0.5, clock=lambda: later)
+    second = WebhookSender(store, retry_delays=(60.0,), timeout=0.5, clock=lambda: later, targets=LOOPBACK)
     await second.start()
     try:
 
