@@ -14,6 +14,9 @@ from uuid import UUID
 from config.settings import Settings
 from dialer.logs import setup_logging
 
+#: What ``dialer serve --role`` accepts (dialer/app.py builds each; kept here so the CLI stays light).
+ROLES = ("all", "api", "scheduler", "gateway")
+
 
 def _store(settings: Settings):  # type: ignore[no-untyped-def]
     from dialer.storage import SqlStore
@@ -119,8 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
-    serve = commands.add_parser("serve", help="run API, scheduler and gateway in one process")
-    serve.add_argument("--role", choices=["all"], default="all", help="which parts to run (default all)")
+    serve = commands.add_parser("serve", help="run the dialer: every role in one process, or one role")
+    serve.add_argument(
+        "--role",
+        choices=list(ROLES),
+        default="all",
+        help="all (default): everything in one process; gateway: SIP workers, dispatcher, API-placed "
+        "and inbound calls; scheduler: leader-elected scheduled starts; api: the REST API only "
+        "(split roles need DIALER_REDIS_URL)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")

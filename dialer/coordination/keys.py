@@ -47,3 +47,22 @@ def leader(namespace: str, name: str) -> str:
     when a leader dies without resigning.
     """
     return f"{namespace}:leader:{name}"
+
+
+def members(namespace: str, group: str) -> str:
+    """The members of a presence group: sorted set, member = node id, score = expiry ms.
+
+    TTL: PEXPIREAT the latest member's expiry + GRACE_MS, refreshed on every announce, so a group
+    whose nodes all stopped announcing vanishes.
+    """
+    return f"{namespace}:members:{group}"
+
+
+def queue(namespace: str, name: str) -> str:
+    """A message queue (list, RPUSH/BLPOP); each entry is ``<expiry ms>|<message>``.
+
+    TTL: the longest expiry of any entry in it + GRACE_MS, extended (never shortened) on push, so a
+    queue nobody pops (a node that died, an abandoned reply) vanishes; expired entries still in a live
+    queue are skipped by whoever pops them.
+    """
+    return f"{namespace}:queue:{name}"

@@ -1,8 +1,11 @@
-"""In-process coordination: leases, token buckets and leadership for a single dialer process."""
+"""In-process coordination: leases, token buckets, leadership, presence and queues for one process."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -32,6 +35,14 @@ def check_bucket(rate: float, burst: int) -> None:
         raise ValueError(f"rate must be > 0 tokens/s, got {rate!r}")
     if burst < 1:
         raise ValueError(f"burst must be >= 1, got {burst!r}")
+
+
+def check_queues(queues: Sequence[str], wait: float) -> None:
+    """A pop reads at least one queue and cannot wait a negative time."""
+    if not queues:
+        raise ValueError("pop needs at least one queue")
+    if wait < 0:
+        raise ValueError(f"wait must be >= 0 seconds, got {wait!r}")
 
 
 def any_disabled(slots: Sequence[Slot]) -> bool:
@@ -70,6 +81,9 @@ class MemoryCoordinator(Coordinator):
         self._last_token = 0
         self._buckets: dict[str, _Bucket] = {}
         self._leaders: dict[str, _Leader] = {}
+        self._groups: dict[str, dict[str, float]] = {}  # group -> {member: expires_at}
+        self._queues: dict[str, deque[tuple[float, str]]] = {}  # queue -> (expires_at, message)
+        self._pushed = asyncio.Event()  # set (and replaced) on every push: wakes waiting pops
 
     def _live(self, resource: str, now: float) -> dict[tuple[str, int], float]:
         """The unexpired holds on ``resource`` (expired ones are dropped here)."""
@@ -161,3 +175,55 @@ class MemoryCoordinator(Coordinator):
         current = self._leaders.get(name)
         if current is not None and current.holder == holder:
             del self._leaders[name]
+
+    async def announce(self, group: str, member: str, ttl: float) -> None:
+        check_ttl(ttl)
+        self._groups.setdefault(group, {})[member] = self._clock() + ttl
+
+    async def withdraw(self, group: str, member: str) -> None:
+        self._groups.get(group, {}).pop(member, None)
+
+    async def members(self, group: str) -> list[str]:
+        now = self._clock()
+        listed = self._groups.get(group, {})
+        for member in [m for m, expires in listed.items() if expires <= now]:
+            del listed[member]
+        return sorted(listed)
+
+    async def push(self, queue: str, message: str, ttl: float) -> None:
+        check_ttl(ttl)
+        now = self._clock()
+        # Queues whose every message expired go (an abandoned reply queue is never popped again).
+        for name in [q for q, waiting in self._queues.items() if max(e for e, _ in waiting) <= now]:
+            del self._queues[name]
+        self._queues.setdefault(queue, deque()).append((now + ttl, message))
+        pushed, self._pushed = self._pushed, asyncio.Event()
+        pushed.set()
+
+    def _take(self, queues: Sequence[str]) -> tuple[str, str] | None:
+        now = self._clock()
+        for queue in queues:
+            waiting = self._queues.get(queue)
+            found = None
+            while waiting and found is None:
+                expires_at, message = waiting.popleft()
+                if expires_at > now:
+                    found = queue, message
+            if waiting is not None and not waiting:
+                del self._queues[queue]
+            if found is not None:
+                return found
+        return None
+
+    async def pop(self, queues: Sequence[str], wait: float) -> tuple[str, str] | None:
+        check_queues(queues, wait)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            # No await between the look and taking the event: a push cannot slip in unseen.
+            found, pushed = self._take(queues), self._pushed
+            left = deadline - loop.time()
+            if found is not None or left <= 0:
+                return found
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pushed.wait(), left)

@@ -1,7 +1,8 @@
-"""Redis coordination: leases, token buckets and leadership shared by every dialer node."""
+"""Redis coordination: leases, token buckets, leadership, presence and queues shared by every node."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from dialer.coordination import keys
-from dialer.coordination.memory import any_disabled, check_bucket, check_slots, check_ttl
+from dialer.coordination.memory import any_disabled, check_bucket, check_queues, check_slots, check_ttl
 from dialer.ports import Coordinator, Lease, Slot
 
 # Every check-and-set runs as one Lua script, so it is atomic on the server. Expiry is judged by
@@ -150,6 +151,40 @@ return 0
 """
 
 
+# KEYS[1] = presence set. ARGV[1] = member, ARGV[2] = ttl ms, ARGV[3] = grace ms.
+_ANNOUNCE = (
+    _NOW
+    + _EXPIRE_AFTER_LAST
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+expire_after_last(KEYS[1], tonumber(ARGV[3]))
+return 0
+"""
+)
+
+# KEYS[1] = presence set.
+_MEMBERS = (
+    _NOW
+    + """
+return redis.call('ZRANGEBYSCORE', KEYS[1], string.format('(%d', now), '+inf')
+"""
+)
+
+# KEYS[1] = queue. ARGV[1] = message, ARGV[2] = ttl ms, ARGV[3] = grace ms. The entry carries its
+# expiry by the server clock; the key lives as long as its longest-lived entry (never shortened).
+_PUSH = (
+    _NOW
+    + """
+local expires = now + tonumber(ARGV[2])
+redis.call('RPUSH', KEYS[1], string.format('%d|', expires) .. ARGV[1])
+local keep = expires - now + tonumber(ARGV[3])
+if redis.call('PTTL', KEYS[1]) < keep then redis.call('PEXPIRE', KEYS[1], keep) end
+return 0
+"""
+)
+
+
 def _ms(seconds: float) -> int:
     """Seconds to whole milliseconds, never rounding a positive ttl down to 0."""
     return max(1, math.ceil(seconds * 1000))
@@ -177,6 +212,9 @@ class RedisCoordinator(Coordinator):
         self._take_token = client.register_script(_TAKE_TOKEN)
         self._lead = client.register_script(_LEAD)
         self._resign = client.register_script(_RESIGN)
+        self._announce = client.register_script(_ANNOUNCE)
+        self._members = client.register_script(_MEMBERS)
+        self._push = client.register_script(_PUSH)
 
     @classmethod
     def from_url(cls, url: str, *, namespace: str = "dialer") -> RedisCoordinator:
@@ -236,5 +274,54 @@ class RedisCoordinator(Coordinator):
     async def resign(self, name: str, holder: str) -> None:
         await self._resign(keys=[keys.leader(self._ns, name)], args=[holder])
 
+    async def announce(self, group: str, member: str, ttl: float) -> None:
+        check_ttl(ttl)
+        await self._announce(keys=[keys.members(self._ns, group)], args=[member, _ms(ttl), keys.GRACE_MS])
+
+    async def withdraw(self, group: str, member: str) -> None:
+        await self._client.zrem(keys.members(self._ns, group), member)
+
+    async def members(self, group: str) -> list[str]:
+        reply = await self._members(keys=[keys.members(self._ns, group)])
+        return sorted(_text(member) for member in reply)
+
+    async def push(self, queue: str, message: str, ttl: float) -> None:
+        check_ttl(ttl)
+        await self._push(keys=[keys.queue(self._ns, queue)], args=[message, _ms(ttl), keys.GRACE_MS])
+
+    async def pop(self, queues: Sequence[str], wait: float) -> tuple[str, str] | None:
+        check_queues(queues, wait)
+        names = {keys.queue(self._ns, queue): queue for queue in queues}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            left = deadline - loop.time()
+            if left > 0:
+                # BLPOP hands each entry to exactly one client; a script cannot block, so the
+                # expiry check below is a second round trip (server clock, like every other check).
+                popped = await self._client.blpop(list(names), timeout=max(0.01, round(left, 3)))
+            else:
+                popped = await self._pop_now(list(names))
+            if popped is None:
+                if left > 0:
+                    continue  # BLPOP rounds its timeout; the loop ends on our own deadline
+                return None
+            key, entry = _text(popped[0]), _text(popped[1])
+            expires, _, message = entry.partition("|")
+            seconds, micros = await self._client.time()
+            if int(expires) > seconds * 1000 + micros // 1000:
+                return names[key], message
+
+    async def _pop_now(self, names: list[str]) -> tuple[str, bytes] | None:
+        for name in names:
+            entry: bytes | None = await self._client.lpop(name)  # type: ignore[assignment]
+            if entry is not None:
+                return name, entry
+        return None
+
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

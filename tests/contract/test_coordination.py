@@ -317,6 +317,99 @@ async def test_leader_renews_and_resigns(store: Store) -> None:
     assert await c.lead("scheduler", "b", LONG)
 
 
+async def test_presence_lists_live_members_until_their_ttl(store: Store) -> None:
+    c = store.coordinator
+    assert await c.members("gateways") == []
+    await c.announce("gateways", "gw-b", SHORT)
+    await c.announce("gateways", "gw-a", LONG)
+    await c.announce("schedulers", "s-1", LONG)  # groups are independent
+    assert await c.members("gateways") == ["gw-a", "gw-b"]
+    await store.advance(PAST_SHORT)
+    assert await c.members("gateways") == ["gw-a"], "gw-b stopped announcing: it expired"
+    await c.announce("gateways", "gw-b", LONG)  # announcing again lists it again
+    await c.withdraw("gateways", "gw-a")
+    await c.withdraw("gateways", "nobody")  # not listed: no effect
+    assert await c.members("gateways") == ["gw-b"]
+    assert await c.members("schedulers") == ["s-1"]
+
+
+async def test_presence_is_extended_by_announcing_again(store: Store) -> None:
+    c = store.coordinator
+    await c.announce("gateways", "gw", 0.4)
+    await store.advance(0.25)
+    await c.announce("gateways", "gw", 1.0)
+    await store.advance(0.3)  # past the first ttl, inside the renewed one
+    assert await c.members("gateways") == ["gw"]
+    with pytest.raises(ValueError):
+        await c.announce("gateways", "gw", 0)
+
+
+async def test_queue_is_first_in_first_out_and_empty_pop_returns_none(store: Store) -> None:
+    c = store.coordinator
+    assert await c.pop(["q"], 0) is None
+    for message in ("one", "two", "three|with a bar", '{"json": true}'):
+        await c.push("q", message, LONG)
+    popped = [await c.pop(["q"], 0) for _ in range(4)]
+    assert popped == [("q", "one"), ("q", "two"), ("q", "three|with a bar"), ("q", '{"json": true}')]
+    assert await c.pop(["q"], 0.05) is None, "waited its timeout, then nothing"
+
+
+async def test_pop_reads_queues_in_the_order_given(store: Store) -> None:
+    c = store.coordinator
+    await c.push("shared", "for anyone", LONG)
+    await c.push("inbox", "for me", LONG)
+    assert await c.pop(["inbox", "shared"], 0) == ("inbox", "for me")
+    assert await c.pop(["inbox", "shared"], 0) == ("shared", "for anyone")
+    assert await c.pop(["other"], 0) is None
+
+
+async def test_pop_waits_for_a_message_pushed_meanwhile(store: Store) -> None:
+    c = store.coordinator
+
+    async def later() -> None:
+        await asyncio.sleep(0.1)
+        await c.push("q", "late", LONG)
+
+    pusher = asyncio.create_task(later())
+    assert await c.pop(["q"], 5.0) == ("q", "late")
+    await pusher
+
+
+async def test_each_message_goes_to_exactly_one_popper(store: Store) -> None:
+    c = store.coordinator
+    sent = [f"m{i}" for i in range(12)]
+
+    async def popper() -> list[str]:
+        got = []
+        for _ in range(len(sent)):  # bounded: never more pops than messages
+            found = await c.pop(["jobs"], 0.3)
+            if found is None:
+                break
+            got.append(found[1])
+        return got
+
+    poppers = [asyncio.create_task(popper()) for _ in range(4)]
+    for message in sent:
+        await c.push("jobs", message, LONG)
+    received = [message for got in await asyncio.gather(*poppers) for message in got]
+    assert sorted(received) == sorted(sent), "every message once, none twice"
+
+
+async def test_a_message_not_popped_within_its_ttl_is_dropped(store: Store) -> None:
+    c = store.coordinator
+    await c.push("q", "stale", SHORT)
+    await c.push("q", "fresh", LONG)
+    await store.advance(PAST_SHORT)
+    assert await c.pop(["q"], 0) == ("q", "fresh")
+    assert await c.pop(["q"], 0) is None
+    with pytest.raises(ValueError):
+        await c.push("q", "x", 0)
+    with pytest.raises(ValueError):
+        await c.pop([], 0)
+    with pytest.raises(ValueError):
+        await c.pop(["q"], -1)
+
+
 # ---- adapter-specific checks ---------------------------------------------------------------------
 
 
@@ -329,13 +422,20 @@ async def test_redis_keys_carry_ttls_except_the_fence(redis_url: str) -> None:
         assert await coordinator.acquire([Slot("did:a", 1)], "a", LONG) is not None
         await coordinator.take_token("trunk:t", 5.0, 2)
         assert await coordinator.lead("scheduler", "a", LONG)
+        await coordinator.announce("gateways", "gw", LONG)
+        await coordinator.push("inbox", "short-lived", SHORT)
+        await coordinator.push("inbox", "long-lived", LONG)  # the queue lives as long as its longest
+        await coordinator.push("inbox", "short again", SHORT)  # ...and a shorter push never cuts it
         found = {key async for key in inspector.scan_iter(match=f"{keys.prefix(namespace)}*")}
         assert found == {
             keys.fence(namespace),
             keys.slot(namespace, "did:a"),
             keys.bucket(namespace, "trunk:t"),
             keys.leader(namespace, "scheduler"),
+            keys.members(namespace, "gateways"),
+            keys.queue(namespace, "inbox"),
         }
+        assert await inspector.pttl(keys.queue(namespace, "inbox")) > SHORT * 1000 + keys.GRACE_MS
         assert await inspector.pttl(keys.fence(namespace)) == -1
         for key in found - {keys.fence(namespace)}:
             assert 0 < await inspector.pttl(key) <= (LONG * 1000 + keys.GRACE_MS)
