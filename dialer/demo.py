@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from datetime import time as clock_time
@@ -19,11 +18,10 @@ from rich.live import Live
 from config.settings import Settings
 from dialer.allocation import did_resource
 from dialer.app import Node, build_node, run_node
-from dialer.demo_board import Board, Snapshot, tee
-from dialer.demo_carrier import DID_NUMBERS, Carrier, DemoProspect, demo_prospects, free_port
+from dialer.demo_board import Board, Snapshot
+from dialer.demo_carrier import DID_NUMBERS, HUMAN_NUMBER, Carrier, DemoProspect, demo_prospects, free_port
 from dialer.demo_report import render_summary, summarize
 from dialer.domain import WEEKDAYS, CampaignStatus
-from dialer.ports import CallEvent
 from dialer.regions import callee_profile
 from dialer.storage import CampaignSpec, TrunkSpec
 from dialer.window import window_open
@@ -144,26 +142,6 @@ async def refresh(node: Node, board: Board, seeded: Seeded, sample_phone: str) -
     return board.snapshot
 
 
-def attach(node: Node, board: Board) -> Callable[[], None]:
-    """Let the board hear the dispatch loop and the call events; returns what undoes it.
-
-    The Runtime has no listener hook, so this tees the two it exposes: the dispatcher's observer and
-    the launcher's event callback (set once the Runtime is built, read on every event).
-    """
-    runtime = node.runtime
-    observer, forward = runtime.dispatcher.observer, runtime.launcher.on_event
-
-    def tap(event: CallEvent) -> None:
-        board.on_event(event)
-        forward(event)
-
-    def detach() -> None:
-        runtime.dispatcher.observer, runtime.launcher.on_event = observer, forward
-
-    runtime.dispatcher.observer, runtime.launcher.on_event = tee(observer, board), tap
-    return detach
-
-
 def finished(snap: Snapshot) -> bool:
     """The campaign completed and every prospect is in a terminal state."""
     live = sum(snap.prospects.get(state, 0) for state in ("pending", "dialing", "held"))
@@ -220,13 +198,13 @@ async def _demo(
     people = carrier.prospects
     data_dir = carrier.workdir
     node = build_node(settings)
-    worker = ReferenceWorker(greeting_seconds=0.5)
+    worker = ReferenceWorker(greeting_seconds=0.5, transfer_to=HUMAN_NUMBER)  # DTMF 0: to the human
     serving: asyncio.Task[int] | None = None
     try:
         seeded = await seed(node, carrier.start(), await worker.start(), people)
         labels = {number: f"London {i}" for i, number in enumerate(DID_NUMBERS, 1)}
         board = Board(labels, len(people))
-        detach = attach(node, board)
+        detach = node.runtime.add_observer(board, board.on_event)
         ready = asyncio.Event()
         serving = asyncio.create_task(run_node(node, ready=ready), name="dialer")
         waiting = asyncio.create_task(ready.wait())

@@ -52,22 +52,8 @@ class Snapshot:
     window_text: str = ""
 
 
-def tee(*observers: DispatchObserver) -> DispatchObserver:
-    """One observer that passes every call of the port, methods added to it later included, to each."""
-    teed = DispatchObserver()
-    for name in vars(DispatchObserver):
-        if not name.startswith("_"):
-
-            def fan(*args: object, _name: str = name) -> None:
-                for observer in observers:
-                    getattr(observer, _name)(*args)
-
-            setattr(teed, name, fan)
-    return teed
-
-
 class Board(DispatchObserver):
-    """Hears the dispatcher (teed with its own observer) and the call events the launcher reports."""
+    """Hears the dispatcher and the call events the launcher reports (``Runtime.add_observer``)."""
 
     def __init__(self, did_labels: dict[str, str], total: int) -> None:
         self.did_labels = did_labels  # DID number -> label: numbers stay in memory, labels are shown
@@ -146,9 +132,8 @@ class Board(DispatchObserver):
         now.add_row("placed so far", str(self.placed_count))
 
         ended = Table(title="attempts ended", show_header=False)
-        for said in ("answered", "busy", "no answer", "declined", "transferred"):
-            if said != "transferred" or self.outcomes[said]:
-                ended.add_row(said, str(self.outcomes[said]))
+        for said in ("answered", "transferred", "busy", "no answer", "declined"):
+            ended.add_row(said, str(self.outcomes[said]))
         for said, count in sorted(self.outcomes.items()):
             if said not in SAID.values():
                 ended.add_row(said, str(count))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import subprocess
 import time
 from dataclasses import dataclass
@@ -11,9 +12,15 @@ from importlib import resources
 from pathlib import Path
 
 # Ofcom keeps 020 7946 0000-0999 for drama: real-looking London numbers that ring nobody. The digit
-# after "0" is the far end's script (demo_scenarios/carrier.xml); DIDs use 9.
+# after "0" is the far end's script (demo_scenarios/carrier.xml); the human transfers reach uses 8,
+# DIDs use 9.
 NUMBER_PREFIX = "+442079460"
 DID_NUMBERS = tuple(f"{NUMBER_PREFIX}9{i:02d}" for i in range(3))
+HUMAN_NUMBER = f"{NUMBER_PREFIX}800"
+# The RTP payload type of the telephone-events the gateway's pjsua offers (pjmedia's default,
+# PJMEDIA_RTP_PT_TELEPHONE_EVENTS): a digit sent at another type is ignored, and SIPp replays a
+# capture as it is, so the carrier answers with this type and its capture of "0" is made with it.
+DTMF_PAYLOAD_TYPE = 120
 
 
 @dataclass(frozen=True)
@@ -30,17 +37,18 @@ NO_ANSWER = Script("3", "never answers")
 DECLINE = Script("4", "declines")
 BUSY_THEN_ANSWER = Script("5", "busy, then answers")
 RING_THEN_ANSWER = Script("6", "no answer, then answers")
+TRANSFER = Script("7", "answers, then asks for a human")
 
 # The mix a campaign of n prospects cycles through: mostly reachable, with every kind of retry.
 MIX = (
     ANSWER,
     BUSY_THEN_ANSWER,
     NO_ANSWER,
-    ANSWER,
+    TRANSFER,
     BUSY,
     RING_THEN_ANSWER,
     DECLINE,
-    ANSWER,
+    TRANSFER,
     BUSY_THEN_ANSWER,
     RING_THEN_ANSWER,
 )
@@ -92,6 +100,34 @@ def free_port(span: int = 1) -> int:
     raise RuntimeError("no free port range on loopback")
 
 
+def dtmf_capture(digit: str, payload_type: int, ms: int = 160) -> bytes:
+    """A pcap of one RFC 2833 key press (``ms`` long, then the three end packets), as SIPp's
+    ``play_pcap_audio`` replays it: Ethernet/IPv4/UDP/RTP, 20 ms apart; SIPp rewrites the addresses."""
+    event = "0123456789*#".index(digit)
+    updates = [(i * 160, False) for i in range(ms // 20)] + [((ms // 20) * 160, True)] * 3
+    packets = []
+    for n, (duration, end) in enumerate(updates):
+        seq = min(n, ms // 20)  # the end packet is sent three times, the same packet each time
+        marker = 0x80 if seq == 0 else 0
+        rtp = struct.pack("!BBHII", 0x80, marker | payload_type, 1000 + seq, 8000, 0x5EED)
+        rtp += struct.pack("!BBH", event, (0x80 if end else 0) | 10, duration)
+        udp = struct.pack("!HHHH", 10000, 10000, 8 + len(rtp), 0) + rtp  # checksum 0: none
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), n, 0, 64, 17, 0, bytes(4), bytes(4))
+        ip = ip[:10] + struct.pack("!H", _ip_checksum(ip)) + ip[12:]
+        frame = bytes(12) + b"\x08\x00" + ip + udp
+        at = seq * 20_000  # the end packets go out together
+        packets.append(struct.pack("<IIII", 1, at, len(frame), len(frame)) + frame)
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)  # pcap, Ethernet link type
+    return header + b"".join(packets)
+
+
+def _ip_checksum(header: bytes) -> int:
+    total: int = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
 class Carrier:
     """One SIPp UAS playing every callee of the campaign; ``start()`` returns its SIP port."""
 
@@ -105,9 +141,14 @@ class Carrier:
     def scenario(self) -> Path:
         """The shipped scenario with its per-run counts filled in (SIPp reads numbers at load time)."""
         text = resources.files("dialer").joinpath("demo_scenarios/carrier.xml").read_text()
+        dtmf = self.workdir / "dtmf-0.pcap"
+        dtmf.write_bytes(dtmf_capture("0", DTMF_PAYLOAD_TYPE))
         fill = {
             "BUSY_FIRST": sum(p.script is BUSY_THEN_ANSWER for p in self.prospects),
             "RING_FIRST": sum(p.script is RING_THEN_ANSWER for p in self.prospects),
+            "REFER_FIRST": (sum(p.script is TRANSFER for p in self.prospects) + 1) // 2,
+            "DTMF_PT": DTMF_PAYLOAD_TYPE,
+            "DTMF_PCAP": dtmf.resolve(),
         }
         for name, value in fill.items():
             text = text.replace(f"@{name}@", str(value))

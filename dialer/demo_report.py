@@ -27,7 +27,8 @@ class Summary:
     pdd_p95_seconds: float | None
     outcomes: Mapping[str, int]
     retries: int  # attempts after a prospect's first
-    transfers: int
+    transfers: int  # calls handed to a human (REFER completed or legs bridged)
+    transfers_asked: int  # calls whose voice worker (or the API) asked for a transfer, however it went
     prospects: Mapping[str, int]
 
     @property
@@ -60,7 +61,8 @@ def summarize(attempts: Sequence[AttemptRecord], prospects: Mapping[str, int]) -
         pdd_p95_seconds=p95(pdd),
         outcomes=dict(Counter(a.outcome.value for a in ended if a.outcome is not None)),
         retries=sum(1 for a in attempts if a.attempt_number > 1),
-        transfers=sum(1 for a in ended if a.outcome is Outcome.TRANSFERRED or a.transfer_result),
+        transfers=sum(1 for a in ended if a.outcome is Outcome.TRANSFERRED),
+        transfers_asked=sum(1 for a in ended if a.outcome is Outcome.TRANSFERRED or a.transfer_result),
         prospects=dict(prospects),
     )
 
@@ -83,7 +85,7 @@ def render_summary(summary: Summary, elapsed: float) -> Table:
         if summary.outcomes.get(outcome.value):
             table.add_row(f"  {outcome.value}", str(summary.outcomes[outcome.value]))
     table.add_row("retries", str(summary.retries))
-    table.add_row("transfers", str(summary.transfers))
+    table.add_row("transfers", f"{summary.transfers} ({summary.transfers_asked} asked for)")
     table.add_section()
     for state, count in summary.prospects.items():
         if count:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dialer.demo_carrier import DID_NUMBERS, demo_prospects
+from dialer.demo_carrier import DID_NUMBERS, HUMAN_NUMBER, demo_prospects
 
 pytestmark = pytest.mark.timeout(100)
 
@@ -53,10 +53,12 @@ def test_demo_runs_a_mixed_campaign_to_the_end(tmp_path: Path) -> None:
     assert re.search(r"PDD p95\W+\d+\.\d+ s", summary), summary
     for label in ("answered", "busy", "no_answer", "retries"):
         assert figure(summary, label) > 0, summary
+    # The callees that press 0 reach the human: by an accepted REFER, and bridged after a refused one.
+    assert figure(summary, "transferred") == figure(summary, "transfers") > 0, summary
     assert figure(summary, "prospects completed") + figure(summary, "prospects failed") == PROSPECTS
     assert "dialling" in output and "retry scheduled" in output, "plain progress lines when not a TTY"
 
-    numbers = [p.phone for p in demo_prospects(PROSPECTS)] + list(DID_NUMBERS)
+    numbers = [p.phone for p in demo_prospects(PROSPECTS)] + list(DID_NUMBERS) + [HUMAN_NUMBER]
     assert not any(n in output or n.lstrip("+") in output for n in numbers), "no phone number shown"
     assert "2079460" not in output and "7946 0" not in output
 

@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from dialer.demo_board import Board, tee
+from dialer.demo_board import Board
 from dialer.demo_carrier import BUSY_THEN_ANSWER, NUMBER_PREFIX, demo_prospects
 from dialer.demo_report import p95, summarize
 from dialer.outcome import Outcome
 from dialer.ports import CallAnswered, CallEnded, CallRequest, CallRinging, DispatchObserver
+from dialer.runtime import Watchers
 from dialer.storage import AttemptRecord
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -80,7 +81,7 @@ def test_board_follows_calls_even_when_events_overtake_the_dispatcher() -> None:
     assert "+44" not in board.line() and "2079460" not in board.line()
 
 
-def test_tee_passes_every_observer_call_on() -> None:
+def test_the_runtimes_watchers_pass_every_observer_call_on() -> None:
     heard: list[tuple[str, UUID]] = []
 
     class Ear(DispatchObserver):
@@ -90,8 +91,13 @@ def test_tee_passes_every_observer_call_on() -> None:
         def lease_lost(self, campaign_id: UUID) -> None:
             heard.append(("lost", campaign_id))
 
+    class Broken(DispatchObserver):
+        def deferred(self, campaign_id: UUID, reason: str) -> None:
+            raise RuntimeError("a watcher's bug")
+
     campaign = uuid4()
-    teed = tee(Ear(), Ear())
-    teed.deferred(campaign, "regional_hours")
-    teed.lease_lost(campaign)
+    watchers = Watchers(Ear())
+    watchers.observers += [Broken(), Ear()]  # what Runtime.add_observer does
+    watchers.deferred(campaign, "regional_hours")  # the broken watcher is logged, the others still hear
+    watchers.lease_lost(campaign)
     assert heard == [("regional_hours", campaign)] * 2 + [("lost", campaign)] * 2
