@@ -270,14 +270,13 @@ class SipGateway(CallLauncher):
             call.worker.send(Hangup(key))
 
     async def hangup(self, attempt_id: UUID) -> None:
+        """Hang up an outbound attempt or an inbound call (by its call id); nothing if not up here."""
         key = self._by_attempt.get(attempt_id)
         call = self._calls.get(key) if key is not None else None
-        if key is None or call is None:
-            return
-        if call.worker is None:
+        if call is not None and call.worker is None:
             call.hangup_asked = True  # still being placed: hung up as soon as it is out
-        else:
-            call.worker.send(Hangup(key))
+            return
+        self._send_to_call(attempt_id, Hangup)
 
     # ---- the call's audio --------------------------------------------------------------------------
 

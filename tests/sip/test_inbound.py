@@ -65,3 +65,15 @@ async def test_full_worker_answers_486(gateway: GatewayFactory, sipp) -> None:
     for request in requests:
         assert (await gw.ended(request.attempt_id)).confirmed
     assert isinstance(ended, InboundEnded)
+
+
+async def test_inbound_call_is_hung_up_on_request(gateway: GatewayFactory, sipp) -> None:
+    """POST /calls/{id}/hangup reaches inbound calls too: the caller gets our BYE."""
+    gw = await gateway()
+    gw.routes[IMPORTED] = InboundRoute(agent_id=uuid4(), tenant_id=uuid4(), number_id=uuid4())
+    caller = sipp("uac_hold", service=IMPORTED, target=f"127.0.0.1:{gw.port}")
+    answered = await until(lambda: next((e for e in gw.inbound if isinstance(e, InboundAnswered)), None), 10)
+    await gw.gateway.hangup(answered.call_id)
+    ended = await gw.inbound_ended()
+    assert (ended.call_id, ended.confirmed) == (answered.call_id, True)
+    assert await caller.finished() == 0  # it received BYE (not its 10 s timeout) and said 200
