@@ -58,12 +58,17 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return round((end - start).total_seconds(), 3) if start is not None and end is not None else None
 
 
+#: Settled transfers of inbound calls kept for their end's webhooks (far more than live calls).
+MAX_HELD_TRANSFERS = 10_000
+
+
 class WebhookEmitter:
     """Turns dialer happenings into webhook events; owns the sender that delivers them."""
 
     def __init__(self, sender: WebhookSender) -> None:
         self.sender = sender
         self._launchers: list[WebhookLauncher] = []
+        self._inbound_transfers: dict[UUID, dict[str, Any]] = {}  # settled, sent when the call ends
 
     async def start(self) -> None:
         await self.sender.start()
@@ -103,8 +108,10 @@ class WebhookEmitter:
             "ended_at": ended_at.isoformat(),
             "seconds": _seconds(started_at, ended_at),
         }
-        for launcher in self._launchers:
-            launcher.transferred(call_id, details)
+        if not any([launcher.transferred(call_id, details) for launcher in self._launchers]):
+            self._inbound_transfers[call_id] = details  # not an outbound call: an inbound one
+            if len(self._inbound_transfers) > MAX_HELD_TRANSFERS:  # calls that never reported an end
+                del self._inbound_transfers[next(iter(self._inbound_transfers))]
 
     def campaign_changed(self, tenant_id: UUID, campaign_id: UUID, verb: str, status: str) -> None:
         """The API started, paused or resumed a campaign (``verb`` start, pause or resume)."""
@@ -141,6 +148,11 @@ class WebhookEmitter:
             "direction": "inbound",
             **_end_data(outcome, sip_code, reason, offered_at, answered_at, ended_at),
         }
+        transfer = self._inbound_transfers.pop(call_id, None)
+        if transfer is not None:
+            data["transfer"] = transfer
+        if outcome is Outcome.TRANSFERRED:
+            self.emit(CALL_TRANSFERRED, data, tenant_id=tenant_id)
         self.emit(CALL_COMPLETED, data, tenant_id=tenant_id)
 
 
@@ -213,11 +225,12 @@ class WebhookLauncher(ObservingLauncher[_Call]):
     def observe(self, kept: _Call, event: CallEvent) -> None:
         self._emit(kept, event)
 
-    def transferred(self, call_id: UUID, details: dict[str, Any]) -> None:
-        """Keep a live call's settled transfer for the events of its end."""
+    def transferred(self, call_id: UUID, details: dict[str, Any]) -> bool:
+        """Keep a live call's settled transfer for the events of its end; False: not a call of ours."""
         kept = self._calls.get(call_id)
         if kept is not None:
             kept.data["transfer"] = details
+        return kept is not None
 
     def _emit(self, call: _Call, event: CallEvent) -> None:
         emit = self.emitter.emit

@@ -11,6 +11,7 @@ import pytest
 
 from api.app import create_app
 from dialer.metrics import MeteredLauncher, Metrics
+from dialer.outcome import Outcome
 from dialer.ports import (
     CallAnswered,
     CallEnded,
@@ -299,6 +300,38 @@ async def test_call_events_from_the_launcher(
     assert done["outcome"] == "transferred" and done["sip_code"] == 200
     assert done["ring_seconds"] == 4.0 and done["talk_seconds"] == 60.0 and done["total_seconds"] == 64.0
     assert done["campaign_id"] == str(campaign_id) and done["to_number"] == "+14155552671"
+
+
+async def test_an_inbound_call_handed_to_a_human_sends_call_transferred(
+    acme: Tenant, receiver: Receiver, emitter: WebhookEmitter
+) -> None:
+    await subscribe(acme, receiver, "call.transferred", "call.completed")
+    emitter.launcher(FakeLauncher())  # an outbound launcher that does not know the inbound call
+    transferred, plain = uuid4(), uuid4()
+    t0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+    emitter.transfer_settled(
+        transferred, "inbound_refer", t0 + timedelta(seconds=9), t0 + timedelta(seconds=10)
+    )
+    for call_id, outcome in ((transferred, Outcome.TRANSFERRED), (plain, Outcome.ANSWERED)):
+        emitter.inbound_ended(
+            acme.id,
+            call_id,
+            outcome,
+            sip_code=200,
+            reason="Normal call clearing",
+            offered_at=t0,
+            answered_at=t0 + timedelta(seconds=1),
+            ended_at=t0 + timedelta(seconds=10),
+        )
+    await eventually(lambda: len(receiver.received) == 3)
+    [sent] = receiver.of_type("call.transferred")
+    data = sent.event["data"]
+    assert data["call_id"] == str(transferred) and data["direction"] == "inbound"
+    assert data["outcome"] == "transferred" and data["transfer"]["method"] == "inbound_refer"
+    assert data["transfer"]["seconds"] == 1.0
+    completed = {r.event["data"]["call_id"]: r.event["data"] for r in receiver.of_type("call.completed")}
+    assert completed[str(transferred)]["transfer"] == data["transfer"]
+    assert "transfer" not in completed[str(plain)]
 
 
 class Counting(DispatchObserver):
