@@ -148,7 +148,11 @@ class Runtime:
             observer=self.watchers,
         )
         self.single_calls = SingleCalls(
-            store, coordinator, self.launcher, lease_ttl=settings.lease_ttl_seconds
+            store,
+            coordinator,
+            self.launcher,
+            lease_ttl=settings.lease_ttl_seconds,
+            max_call_seconds=settings.max_call_seconds,
         )
         # None on a gateway-only node: the scheduler role runs the scheduled starts there.
         self.scheduler = (

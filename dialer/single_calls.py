@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from dialer.allocation import did_resource, trunk_resource
@@ -34,6 +36,10 @@ from dialer.storage import AttemptRecord, SqlStore
 
 log = logging.getLogger(__name__)
 
+#: Beyond the longest call allowed, how long an open call without a lease may stay unreconciled
+#: (ringing, and a gateway's own hang-up at the limit, come on top of the talk time).
+LOST_CALL_GRACE_SECONDS = 300.0
+
 
 class CallNotPlaced(Exception):
     """The call could not be placed; ``reason`` says why (never the phone number)."""
@@ -55,12 +61,21 @@ class SingleCalls:
     """Places stored single calls and settles them when their events come back."""
 
     def __init__(
-        self, store: SqlStore, coordinator: Coordinator, launcher: CallLauncher, *, lease_ttl: float = 30.0
+        self,
+        store: SqlStore,
+        coordinator: Coordinator,
+        launcher: CallLauncher,
+        *,
+        lease_ttl: float = 30.0,
+        max_call_seconds: float = 3600.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
         self.coordinator = coordinator
         self.launcher = launcher
         self.lease_ttl = lease_ttl
+        self.max_call_seconds = max_call_seconds
+        self.clock = clock
         self._live: dict[UUID, _Single] = {}
         self._renewer: asyncio.Task[None] | None = None
 
@@ -96,6 +111,11 @@ class SingleCalls:
         if lease is None:
             await self._end(call_id, None, Outcome.CAPACITY, "caller ID or trunk at its concurrent-call cap")
             raise CallNotPlaced("the caller ID or its trunk is at its concurrent-call cap")
+        try:
+            await self.store.record_lease(call_id, lease.token)  # before the INVITE: see reconcile()
+        except BaseException:
+            await self.coordinator.release(lease)
+            raise
         self._live[call_id] = _Single(record, lease)
         request = CallRequest(
             attempt_id=call_id,
@@ -166,9 +186,43 @@ class SingleCalls:
         )
         await self.store.finish_attempt(call_id, result, None)
 
+    async def reconcile(self) -> int:
+        """Calls outside any campaign left open by a crash end as ``unknown``; returns how many.
+
+        An API call placed under a lease is lost once no node is up with it here and its lease has
+        run out (a live lease: some gateway still renews it). A call without one (inbound, or an API
+        call that never got as far as its lease) is lost once it is older than the longest call
+        allowed plus ``LOST_CALL_GRACE_SECONDS``: no gateway keeps a call that long.
+        """
+        live = self.launcher.live_attempts() | set(self._live)
+        oldest = self.clock() - timedelta(seconds=self.max_call_seconds + LOST_CALL_GRACE_SECONDS)
+        settled = 0
+        for call in await self.store.open_calls():
+            if call.id in live:
+                continue
+            if call.lease_token is not None and call.from_did_id is not None:
+                if await self.coordinator.holds(did_resource(call.from_did_id), call.lease_token):
+                    continue
+            elif call.created_at > oldest:
+                continue
+            result = AttemptResult(Outcome.UNKNOWN, self.clock(), reason="dialer lost track of the call")
+            if await self.store.finish_attempt(call.id, result, None):
+                settled += 1
+        if settled:
+            log.warning("reconciled %d calls outside campaigns left in flight as unknown", settled)
+        return settled
+
     async def _renew_leases(self) -> None:
-        """Keep live calls' leases; a call whose lease was lost is hung up (the caps stay true)."""
+        """Keep live calls' leases (a call whose lease was lost is hung up: the caps stay true), and
+        reconcile lost calls at start and about once per lease TTL."""
+        next_reconcile = time.monotonic()
         while True:
+            if time.monotonic() >= next_reconcile:
+                next_reconcile = time.monotonic() + self.lease_ttl
+                try:
+                    await self.reconcile()
+                except Exception:
+                    log.exception("single-call reconciliation failed")
             await asyncio.sleep(max(0.05, self.lease_ttl / 3))
             for call_id, call in list(self._live.items()):
                 renewed = await self.coordinator.renew(call.lease, self.lease_ttl)

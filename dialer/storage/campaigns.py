@@ -16,6 +16,7 @@ from dialer.storage.records import (
     AttemptRecord,
     CampaignRecord,
     CampaignSpec,
+    OpenCall,
     attempt_from_row,
     campaign_from_row,
     prospect_from_row,
@@ -277,6 +278,35 @@ class CampaignAdmin(SqlBase):
                 )
             )
         return call_id
+
+    @threaded
+    def record_lease(self, call_id: UUID, token: int) -> bool:
+        """The fencing token of the lease a call outside any campaign is placed under (written before
+        its INVITE leaves, so reconciliation can tell a call some node still has up from a lost one)."""
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                sa.update(attempts)
+                .where(attempts.c.id == call_id, attempts.c.ended_at.is_(None))
+                .values(lease_token=token)
+            )
+            return result.rowcount == 1
+
+    @threaded
+    def open_calls(self) -> list[OpenCall]:
+        """Calls outside any campaign (API single calls, inbound calls) not ended yet, oldest first."""
+        query = (
+            sa.select(
+                attempts.c.id,
+                attempts.c.direction,
+                attempts.c.from_did_id,
+                attempts.c.lease_token,
+                attempts.c.created_at,
+            )
+            .where(attempts.c.ended_at.is_(None), attempts.c.campaign_id.is_(None))
+            .order_by(attempts.c.created_at)
+        )
+        with self._engine.connect() as conn:
+            return [OpenCall(**row) for row in conn.execute(query).mappings()]
 
     @threaded
     def get_attempt(self, attempt_id: UUID) -> AttemptRecord | None:

@@ -151,6 +151,17 @@ class ApiKeyRecord:
 
 
 @dataclass(frozen=True)
+class OpenCall:
+    """A call outside any campaign not ended yet, as single-call reconciliation sees it."""
+
+    id: UUID
+    direction: str
+    from_did_id: UUID | None
+    lease_token: int | None  # set once an API call is placed under a DID/trunk lease
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class AttemptRecord:
     """One call as stored: every column of the attempts table."""
 

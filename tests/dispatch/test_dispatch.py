@@ -23,8 +23,9 @@ from dialer.domain import CampaignStatus, ProspectState
 from dialer.outcome import Outcome
 from dialer.ports import Coordinator
 from dialer.regions import load_rules
+from dialer.single_calls import SingleCalls
 from dialer.storage import CampaignSpec, SqlStore, TrunkSpec
-from dialer.storage.tables import attempts
+from dialer.storage.tables import attempts, phone_numbers
 from tests.dispatch.fakes import FakeLauncher
 
 # Monday 2026-03-02 17:00 UTC = 09:00 in Los Angeles: inside the federal and the campaign window.
@@ -327,3 +328,52 @@ async def test_dnc_prospect_is_never_dialled(make_world) -> None:  # type: ignor
     launcher = FakeLauncher()
     assert await world.dispatcher(launcher).fill_all() == 2
     assert "+14155552601" not in {r.to_number for r in launcher.placed}
+
+
+async def test_single_calls_left_open_by_a_crash_are_reconciled(make_world) -> None:  # type: ignore[no-untyped-def]
+    """API and inbound calls (no campaign) a dead node left open end as unknown, and only those."""
+    world: World = await make_world(prospects=0, did_cap=2)
+    store = world.store
+    with store.engine.connect() as conn:
+        did, trunk = conn.execute(
+            sa.select(phone_numbers.c.id, phone_numbers.c.trunk_id).where(phone_numbers.c.number == DIDS[0])
+        ).one()
+
+    async def api_call(to: str) -> UUID:
+        return await store.create_call(
+            world.tenant, DIDS[0], to, from_did_id=did, trunk_id=trunk, created_at=T0
+        )
+
+    def singles(launcher: FakeLauncher, lease_ttl: float = 30.0) -> SingleCalls:
+        return SingleCalls(store, world.coordinator, launcher, lease_ttl=lease_ttl, clock=world.clock)
+
+    lost, still_up = await api_call("+14155552601"), await api_call("+14155552602")
+    await singles(FakeLauncher(), lease_ttl=0.3).place(lost)  # its node dies: nobody renews the lease
+    live_here = FakeLauncher()
+    survivor = singles(live_here)
+    await survivor.place(still_up)
+    never_placed = await api_call("+14155552603")  # its API request is still under way
+    old_inbound = await store.create_call(
+        world.tenant, "+14155552604", DIDS[1], direction="inbound", created_at=T0 - timedelta(hours=2)
+    )
+    new_inbound = await store.create_call(
+        world.tenant, "+14155552605", DIDS[1], direction="inbound", created_at=T0 - timedelta(minutes=5)
+    )
+
+    assert await survivor.reconcile() == 1, "only the inbound call older than any call may last"
+    await asyncio.sleep(0.4)  # the dead node's lease runs out
+    assert await survivor.reconcile() == 1
+    assert await survivor.reconcile() == 0, "reconciliation is idempotent"
+    outcomes = {}
+    for call in (lost, still_up, never_placed, old_inbound, new_inbound):
+        record = await store.get_attempt(call)
+        assert record is not None
+        outcomes[call] = record.outcome
+    assert outcomes == {
+        lost: Outcome.UNKNOWN,
+        still_up: None,
+        never_placed: None,
+        old_inbound: Outcome.UNKNOWN,
+        new_inbound: None,
+    }
+    assert [r.attempt_id for r in live_here.placed] == [still_up], "nothing was dialled again"
