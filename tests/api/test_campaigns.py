@@ -8,6 +8,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from api.seed_examples import CAMPAIGN_CREATE
 from dialer.domain import CampaignStatus
 from dialer.storage import SqlStore
 from tests.api.conftest import DID, DID_2, FakeRuntime, Tenant, assert_error
@@ -19,33 +20,16 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 def seed_body(agent: UUID, **changes: Any) -> dict[str, Any]:
-    """The seed's example body with our fictional numbers."""
-    body: dict[str, Any] = {
-        "name": "Q1 Feedback Survey",
+    """The seed's example body (api/seed_examples.py) with our agent, fictional numbers and no start."""
+    body: dict[str, Any] = CAMPAIGN_CREATE | {
         "agent_id": str(agent),
         "candidates": [
             {"name": "John Doe", "phone": "+14155552671"},
             {"name": "Jane Roe", "phone": "(415) 555-2672", "plan": "gold"},
         ],
-        "provider": "vonage",
-        "timezone": "Asia/Kolkata",
-        "call_hours_start": "09:00:00",
-        "call_hours_end": "18:00:00",
-        "call_days": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"],
-        "max_concurrent_calls": 5,
-        "call_timeout_seconds": 60,
         "start_campaign": False,
         "from_numbers": [DID, DID_2],
         "use_vanira_managed": False,
-        "retry_failed_calls": True,
-        "max_retries_failed": 3,
-        "retry_delay_failed_seconds": 300,
-        "retry_busy_calls": True,
-        "max_retries_busy": 2,
-        "retry_delay_busy_seconds": 180,
-        "retry_no_answer_calls": True,
-        "max_retries_no_answer": 3,
-        "retry_delay_no_answer_seconds": 600,
     }
     return body | changes
 
