@@ -38,6 +38,7 @@ from sip.inbound import InboundCallback, InboundDesk, InboundRouter
 from sip.protocol import (
     AddTrunk,
     Answered,
+    CallBridgeEvent,
     Command,
     Dial,
     DtmfHeard,
@@ -56,7 +57,6 @@ from sip.protocol import (
     StreamSpec,
     Transfer,
     TransferAsked,
-    TransferDone,
     TransferRefused,
     TransferUpdate,
     TrunkError,
@@ -373,14 +373,7 @@ class SipGateway(CallLauncher):
     def _bridge_event(
         self,
         worker: WorkerProcess,
-        event: TransferAsked
-        | HangupAsked
-        | TransferUpdate
-        | TransferDone
-        | ReferReceived
-        | StreamJoined
-        | OptOutAsked
-        | DtmfHeard,
+        event: CallBridgeEvent,
     ) -> None:
         outbound = self._calls.get(event.key)
         call_id = outbound.attempt_id if outbound is not None else self._desk.call_id(worker, event.key)
@@ -443,17 +436,7 @@ class SipGateway(CallLauncher):
         return call
 
     def _on_worker_event(self, worker: WorkerProcess, event: Event) -> None:
-        if isinstance(
-            event,
-            TransferAsked
-            | HangupAsked
-            | TransferUpdate
-            | TransferDone
-            | ReferReceived
-            | StreamJoined
-            | OptOutAsked
-            | DtmfHeard,
-        ):
+        if isinstance(event, CallBridgeEvent):
             self._bridge_event(worker, event)  # before the desk: inbound calls have these too
             return
         if isinstance(event, Ended):

@@ -403,6 +403,17 @@ Command = (
     | Transfer
     | TransferRefused
 )
+#: What an answered call's voice worker, transfer or far end reports: outbound and inbound calls alike.
+CallBridgeEvent = (
+    TransferAsked
+    | HangupAsked
+    | TransferUpdate
+    | TransferDone
+    | ReferReceived
+    | StreamJoined
+    | OptOutAsked
+    | DtmfHeard
+)
 Event = (
     Ready
     | Placed
@@ -415,14 +426,7 @@ Event = (
     | Rejected
     | Registration
     | TrunkError
-    | TransferAsked
-    | HangupAsked
-    | TransferUpdate
-    | TransferDone
-    | ReferReceived
-    | StreamJoined
-    | OptOutAsked
-    | DtmfHeard
+    | CallBridgeEvent
 )
 
 _RECORDS: dict[str, type[Any]] = {cls.__name__: cls for cls in (*Command.__args__, *Event.__args__)}
