@@ -155,12 +155,21 @@ class Metrics:
         self.prospects = Gauge(
             "dialer_prospects", "Prospects by campaign and state", ["campaign", "state"], registry=r
         )
+        self.scheduler_leading = Gauge(
+            "dialer_scheduler_leading",
+            "1 while this process's scheduler holds the leadership lease (scheduled starts run there)",
+            registry=r,
+        )
         self.webhook_deliveries = Counter(
             "dialer_webhook_deliveries",
             "Webhook POSTs by result: delivered, retried, failed (gave up), dropped (queue full)",
             ["result"],
             registry=r,
         )
+
+    def watch_scheduler(self, leading: Callable[[], bool]) -> None:
+        """Read the scheduler's leadership at scrape time (one process leads across the deployment)."""
+        self.scheduler_leading.set_function(lambda: float(leading()))
 
     # ---- outbound calls (through MeteredLauncher) ------------------------------------------------
 

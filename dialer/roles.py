@@ -59,6 +59,7 @@ class SchedulerNode:
             interval=settings.scheduler_interval_seconds,
             lead_ttl=settings.scheduler_lead_ttl_seconds,
         )
+        metrics.watch_scheduler(lambda: self.scheduler.leading)
         self._announcing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:

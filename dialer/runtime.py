@@ -167,6 +167,9 @@ class Runtime:
             if schedule
             else None
         )
+        if self.scheduler is not None:
+            scheduler = self.scheduler
+            self.metrics.watch_scheduler(lambda: scheduler.leading)
         # The dispatcher took the launcher's event callback; single calls' events go to their owner.
         self._to_dispatcher = self.launcher.on_event
         self.launcher.on_event = self._route_event

@@ -71,7 +71,8 @@ def test_promtool_accepts_the_rules() -> None:
 
 @needs_promtool
 def test_promtool_unit_tests_of_the_rules_pass() -> None:
-    """rules_test.yml: the abandonment alert fires near 3% on enough calls, and only then."""
+    """rules_test.yml: the abandonment alert fires near 3% on enough calls, and only then; the
+    no-scheduler alert after 2 minutes without a leader."""
     assert PROMTOOL is not None, "promtool is required in CI"
     tests = RULES.parent / "rules_test.yml"
     done = subprocess.run(

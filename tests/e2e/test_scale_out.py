@@ -30,6 +30,7 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from dialer.coordination import keys
@@ -128,6 +129,15 @@ async def health(http: httpx.AsyncClient, node: Node) -> dict[str, Any] | None:
         return None
     body: dict[str, Any] = response.json()
     return body if response.status_code == 200 and body["status"] == "healthy" else None
+
+
+async def leading_gauge(http: httpx.AsyncClient, node: Node) -> float:
+    """``dialer_scheduler_leading`` as the node's /metrics shows it."""
+    text = (await http.get(f"{node.url}/metrics")).text
+    for family in text_string_to_metric_families(text):
+        if family.name == "dialer_scheduler_leading":
+            return float(family.samples[0].value)
+    raise AssertionError(f"{node.name}: no dialer_scheduler_leading in /metrics")
 
 
 async def ok(response: httpx.Response) -> dict[str, Any]:
@@ -264,6 +274,8 @@ async def drive(http: httpx.AsyncClient, cluster: Cluster) -> tuple[list[UUID], 
 
     [leader] = await until(leaders, 10, "exactly one scheduler leads")
     standby = "sched-2" if leader == "sched-1" else "sched-1"
+    gauges = [await leading_gauge(http, cluster[name]) for name in (leader, standby)]
+    assert gauges == [1.0, 0.0], "the leader metric agrees with /health"
 
     # ---- directory, over the API node
     agent = await ok(await http.post(f"{api}/agents", json={"name": "Bot", "worker_url": cluster.worker_url}))
@@ -330,6 +342,7 @@ async def drive(http: httpx.AsyncClient, cluster: Cluster) -> tuple[list[UUID], 
 
     await until(standby_leads, 15, "the standby scheduler took the leadership")
     took_over = time.monotonic() - killed_at
+    assert await leading_gauge(http, cluster[standby]) == 1.0
     client = Redis.from_url(cluster.redis_url, decode_responses=True)
     try:
         assert await client.get(keys.leader(cluster.namespace, "scheduler")) == standby
