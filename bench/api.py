@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
 
+from bench.dispatch import postgres_reachable
 from dialer.storage import CampaignSpec, SqlStore, TrunkSpec
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -199,17 +199,6 @@ async def run_backend(backend: str, pg_url: str, rate: float, count: int) -> dic
                 await run_at_rate(client, seeded, rate, WARMUP)
                 samples = await run_at_rate(client, seeded, rate, count)
     return {route: (percentile(s, 50), percentile(s, 99)) for route, s in samples.items()}
-
-
-def postgres_reachable(url: str) -> bool:
-    engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect():
-            return True
-    except sa.exc.SQLAlchemyError:
-        return False
-    finally:
-        engine.dispose()
 
 
 async def main() -> int:
