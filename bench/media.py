@@ -34,7 +34,6 @@ import base64
 import contextlib
 import json
 import os
-import socket
 import statistics
 import sys
 import time
@@ -49,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from websockets.asyncio.client import connect  # noqa: E402
 from websockets.exceptions import WebSocketException  # noqa: E402
 
+from dialer.demo_carrier import free_port  # noqa: E402
 from dialer.ports import CallRequest  # noqa: E402
 from sip.audio import FRAME_SAMPLES, tone, ulaw_decode, ulaw_encode  # noqa: E402
 from sip.events import InboundRoute  # noqa: E402
@@ -65,25 +65,6 @@ ADDED_P99_MS = 20.0
 CUSHION = 3  # frames the worker speaks ahead, as a TTS does: play-out is not starved by jitter under 60 ms
 TICKS = os.sysconf("SC_CLK_TCK")
 SPEECH = base64.b64encode(ulaw_encode(tone(1000, 0.02))).decode()  # one 20 ms frame of 1 kHz
-
-
-def free_span(span: int) -> int:
-    """A port P with P..P+span-1 free for UDP and TCP on loopback now (SIP port of worker i = P+i)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + span >= 60000:
-            continue
-        try:
-            with contextlib.ExitStack() as stack:
-                for port in range(base, base + span):
-                    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                        stack.enter_context(socket.socket(socket.AF_INET, kind)).bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port range")
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -291,9 +272,9 @@ async def bridged(calls: int, seconds: float) -> Run:
 
     # One span each for SIP and RTP, split between the two gateways: two spans probed before either
     # gateway binds could overlap.
-    far_port = free_span(2 * workers)
+    far_port = free_port(2 * workers)
     near_port = far_port + workers
-    far_rtp = free_span(80 * workers)
+    far_rtp = free_port(80 * workers)
     # Inbound calls reach only the worker on the port dialled: one trunk per far worker.
     trunks = [TrunkConfig(id=uuid4(), host="127.0.0.1", port=far_port + i) for i in range(workers)]
     by_id = {t.id: t for t in trunks}
