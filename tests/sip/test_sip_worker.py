@@ -110,6 +110,20 @@ def sip_worker(agent: UUID, url: str) -> Callable[[UUID], Any]:
     return worker_urls
 
 
+async def call_through_sip_worker(
+    gateway: GatewayFactory, sipp: Callable[..., Sipp], worker_uri: str
+) -> tuple[Harness, list[BridgeEvent], Sipp, CallRequest]:
+    """A near gateway whose agent's worker is ``worker_uri`` places a call to a SIPp callee that answers."""
+    agent = uuid4()
+    near = await gateway(worker_urls=sip_worker(agent, worker_uri))
+    events: list[BridgeEvent] = []
+    near.gateway.on_bridge = events.append
+    callee = sipp("answer")
+    request = replace(near.request(near.trunk(callee.port)), agent_id=agent)
+    await near.gateway.place(request)
+    return near, events, callee, request
+
+
 @dataclass
 class ThreeWay:
     """A near gateway bridging a call between a pjsua2 ``far`` end and a pjsua2 ``bot`` SIP worker."""
@@ -251,13 +265,9 @@ async def test_refused_or_unreachable_worker_hangs_up_the_callee_within_2_s(
     else:
         port = free_port()  # nothing listens there: no answer at all (UDP), or a refused connection (TCP)
     params = ";transport=tcp" if worker.endswith("tcp") else ""
-    agent = uuid4()
-    near = await gateway(worker_urls=sip_worker(agent, f"sip:{BOT}@127.0.0.1:{port}{params}"))
-    events: list[BridgeEvent] = []
-    near.gateway.on_bridge = events.append
-    callee = sipp("answer")
-    request = replace(near.request(near.trunk(callee.port)), agent_id=agent)
-    await near.gateway.place(request)
+    near, events, callee, request = await call_through_sip_worker(
+        gateway, sipp, f"sip:{BOT}@127.0.0.1:{port}{params}"
+    )
     ended = await near.ended(request.attempt_id, within=5)
     answered = next(e for e in near.events if isinstance(e, CallAnswered))
     delay = (ended.at - answered.at).total_seconds()
@@ -277,13 +287,9 @@ async def test_a_worker_that_sent_100_trying_may_answer_later(
     gateway: GatewayFactory, sipp: Callable[..., Sipp]
 ) -> None:
     bot = sipp("sip_worker_slow")  # 100 Trying at once, 200 OK 2 s later
-    agent = uuid4()
-    near = await gateway(worker_urls=sip_worker(agent, f"sip:{BOT}@127.0.0.1:{bot.port}"))
-    events: list[BridgeEvent] = []
-    near.gateway.on_bridge = events.append
-    callee = sipp("answer")
-    request = replace(near.request(near.trunk(callee.port)), agent_id=agent)
-    await near.gateway.place(request)
+    near, events, callee, request = await call_through_sip_worker(
+        gateway, sipp, f"sip:{BOT}@127.0.0.1:{bot.port}"
+    )
     connected = await until(
         lambda: next((e for e in events if type(e).__name__ == "WorkerConnected"), None), 5
     )
@@ -301,13 +307,9 @@ async def test_a_worker_that_sent_100_trying_may_answer_later(
 
 async def test_worker_bye_hangs_up_the_callee(gateway: GatewayFactory, sipp: Callable[..., Sipp]) -> None:
     bot = sipp("answer_bye")  # answers, then hangs up itself after 300 ms
-    agent = uuid4()
-    near = await gateway(worker_urls=sip_worker(agent, f"sip:{BOT}@127.0.0.1:{bot.port}"))
-    events: list[BridgeEvent] = []
-    near.gateway.on_bridge = events.append
-    callee = sipp("answer")
-    request = replace(near.request(near.trunk(callee.port)), agent_id=agent)
-    await near.gateway.place(request)
+    near, events, callee, request = await call_through_sip_worker(
+        gateway, sipp, f"sip:{BOT}@127.0.0.1:{bot.port}"
+    )
     ended = await near.ended(request.attempt_id, within=5)
     assert ended.confirmed and ended.reason is not None and ended.reason.endswith(f"({WORKER_HANGUP})")
     assert [e.call_id for e in events if isinstance(e, HangupRequested)] == [request.attempt_id]
@@ -426,13 +428,9 @@ async def test_worker_refer_reaches_the_gateway_as_a_transfer_request(
 ) -> None:
     """Without a runtime nothing acts on the request: the worker's leg stays joined until the call ends."""
     bot = sipp("sip_worker_refer", fill=refer_fill(DID))
-    agent = uuid4()
-    near = await gateway(worker_urls=sip_worker(agent, f"sip:{BOT}@127.0.0.1:{bot.port}"))
-    events: list[BridgeEvent] = []
-    near.gateway.on_bridge = events.append
-    callee = sipp("answer")
-    request = replace(near.request(near.trunk(callee.port)), agent_id=agent)
-    await near.gateway.place(request)
+    near, events, callee, request = await call_through_sip_worker(
+        gateway, sipp, f"sip:{BOT}@127.0.0.1:{bot.port}"
+    )
     asked = await until(lambda: next((e for e in events if isinstance(e, TransferRequested)), None), 5)
     assert (asked.call_id, asked.to, asked.mode, asked.inbound) == (request.attempt_id, HUMAN, "auto", False)
     assert near.gateway.live_attempts() == {request.attempt_id}, "a transfer request alone ends nothing"
@@ -448,13 +446,9 @@ async def test_a_worker_gone_after_its_refer_ends_the_call_when_no_transfer_come
     """The worker REFERs and hangs up; nothing starts the transfer (no runtime): after the grace
     period the callee is hung up rather than left in dead air."""
     bot = sipp("sip_worker_refer", fill=refer_fill(DID, LEAVES))
-    agent = uuid4()
-    near = await gateway(worker_urls=sip_worker(agent, f"sip:{BOT}@127.0.0.1:{bot.port}"))
-    events: list[BridgeEvent] = []
-    near.gateway.on_bridge = events.append
-    callee = sipp("answer")
-    request = replace(near.request(near.trunk(callee.port)), agent_id=agent)
-    await near.gateway.place(request)
+    near, events, callee, request = await call_through_sip_worker(
+        gateway, sipp, f"sip:{BOT}@127.0.0.1:{bot.port}"
+    )
     await until(lambda: next((e for e in events if isinstance(e, TransferRequested)), None), 5)
     assert await bot.finished() == 0, "the worker left"
     assert near.gateway.live_attempts() == {request.attempt_id}, "its transfer may still come"
