@@ -2,7 +2,7 @@
 
 ``StreamPort`` is an AudioMediaPort at 8 kHz, 16-bit, 20 ms: pjsua's clock thread calls it every 20 ms
 in each direction, so its callbacks only move bytes (``StreamSession.feed`` and ``Playout``). Teardown
-follows PJSUA2-NOTES.md: at DISCONNECTED the port goes quiet and is handed to the call table, which
+follows docs/pjsua2.md: at DISCONNECTED the port goes quiet and is handed to the call table, which
 drops the last reference on the SIP thread a few clock ticks later (never while a tick may be in it).
 """
 
@@ -78,7 +78,7 @@ class StreamPort(pj.AudioMediaPort):  # type: ignore[misc]  # pjsua2 has no stub
 class PortPool:
     """Stream ports, reused from call to call and never destroyed while pjsua runs; SIP thread only.
 
-    Destroying an AudioMediaPort races pjsua's clock thread (PJSUA2-NOTES.md): pjmedia's conference
+    Destroying an AudioMediaPort races pjsua's clock thread (docs/pjsua2.md): pjmedia's conference
     bridge removes a port asynchronously, so a tick already under way can still call into the freed
     port (a segfault, seen in CI at the end of a 6-call campaign). A port that served a call waits
     ``DYING_SECONDS`` (its disconnections are done by then) and then serves the next one; the pool

@@ -17,7 +17,7 @@ relayed both ways.
 - Such a call holds two pjsua call slots. ``reserved`` counts the second one from dial/answer on, and
   the call table takes no call whose worker leg it could not place (see ``CallTable.lines_left``).
 
-Lifetimes follow PJSUA2-NOTES.md: legs are ``Call`` objects with key 0 (the call table reports nothing
+Lifetimes follow docs/pjsua2.md: legs are ``Call`` objects with key 0 (the call table reports nothing
 for them), kept until their DISCONNECTED; timers hold keys, never Call objects.
 """
 

@@ -10,7 +10,7 @@ human leg lives as long as the call, and either leg's end hangs up the other.
 A REFER from the far end is refused with 603 unless its trunk accepts them; then pjsua calls the
 Refer-To target and, once that leg answers, it takes the call's key and voice-worker stream.
 
-Lifetimes follow PJSUA2-NOTES.md: legs are ``Call`` objects with key 0 (the call table reports
+Lifetimes follow docs/pjsua2.md: legs are ``Call`` objects with key 0 (the call table reports
 nothing for them) that the desk drops at their DISCONNECTED; timers hold keys, never Call objects.
 """
 

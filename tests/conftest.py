@@ -10,10 +10,12 @@ from uuid import uuid4
 import pytest
 import redis
 
+from tests.system_tools import required
+
 
 def _services_required() -> bool:
-    """CI sets DIALER_TEST_REQUIRE_SERVICES=1: a missing server must fail the run, not skip it."""
-    return os.environ.get("DIALER_TEST_REQUIRE_SERVICES") == "1"
+    """Under CI (``CI`` or DIALER_TEST_REQUIRE_SERVICES=1) a missing server fails the run, not skips it."""
+    return required()
 
 
 @pytest.fixture(scope="session")

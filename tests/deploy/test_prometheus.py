@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
 
-import pytest
 from prometheus_client import generate_latest
 
 from dialer.metrics import Metrics, SipWorkerCollector
 from dialer.outcome import Outcome
+from tests.system_tools import needs, require
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 RULES = DEPLOY / "prometheus" / "rules.yml"
 DASHBOARD = DEPLOY / "grafana" / "dialer-dashboard.json"
-PROMTOOL = shutil.which("promtool")
-
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None and os.environ.get("DIALER_TEST_REQUIRE_SERVICES") != "1",
-    reason="promtool is not installed (apt-get install prometheus)",
-)
+needs_promtool = needs("promtool", "prometheus")
 
 
 def exercised() -> Metrics:
@@ -62,9 +55,9 @@ def test_rules_name_only_exported_series() -> None:
 
 @needs_promtool
 def test_promtool_accepts_the_rules() -> None:
-    assert PROMTOOL is not None, "promtool is required in CI"
+    promtool = require("promtool", "prometheus")
     done = subprocess.run(
-        [PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
+        [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -73,10 +66,10 @@ def test_promtool_accepts_the_rules() -> None:
 def test_promtool_unit_tests_of_the_rules_pass() -> None:
     """rules_test.yml: the abandonment alert fires near 3% on enough calls, and only then; the
     no-scheduler alert after 2 minutes without a leader."""
-    assert PROMTOOL is not None, "promtool is required in CI"
+    promtool = require("promtool", "prometheus")
     tests = RULES.parent / "rules_test.yml"
     done = subprocess.run(
-        [PROMTOOL, "test", "rules", tests.name], capture_output=True, text=True, timeout=60, cwd=RULES.parent
+        [promtool, "test", "rules", tests.name], capture_output=True, text=True, timeout=60, cwd=RULES.parent
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "DialerAbandonmentNear3Percent" in tests.read_text()
@@ -84,9 +77,9 @@ def test_promtool_unit_tests_of_the_rules_pass() -> None:
 
 @needs_promtool
 def test_promtool_lints_the_exposition() -> None:
-    assert PROMTOOL is not None, "promtool is required in CI"
+    promtool = require("promtool", "prometheus")
     text = generate_latest(exercised().registry)
-    done = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, timeout=60)
+    done = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=60)
     assert done.returncode == 0, (done.stdout + done.stderr).decode()
 
 

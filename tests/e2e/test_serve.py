@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,10 +23,10 @@ import pytest
 from dialer.storage import SqlStore
 from sip.reference_worker import ReferenceWorker
 from tests.sip.peers import Sipp, free_port
+from tests.system_tools import find, require, required
 
 pytestmark = pytest.mark.timeout(90)
 
-PROMTOOL = shutil.which("promtool")
 DIDS = ["+442079460100", "+442079460101"]
 CALLEES = [f"+44207946020{i}" for i in range(5)]
 
@@ -70,8 +69,8 @@ def spawn_serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 
 def promtool_check_metrics(text: bytes) -> None:
-    assert PROMTOOL is not None
-    lint = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, timeout=60)
+    promtool = require("promtool", "prometheus")
+    lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=60)
     assert lint.returncode == 0, (lint.stdout + lint.stderr).decode()
 
 
@@ -187,7 +186,7 @@ async def test_a_campaign_end_to_end_through_the_running_process(served: Served,
     assert b"dialer_call_attempts_total{" in text
     assert b'dialer_http_requests_total{method="POST",route="/campaigns",status="200"}' in text
     assert not any(number.lstrip("+").encode() in text for number in DIDS + CALLEES)
-    if PROMTOOL is not None or os.environ.get("DIALER_TEST_REQUIRE_SERVICES") == "1":
+    if find("promtool") is not None or required():
         promtool_check_metrics(text)  # `promtool check metrics` on a live scrape
 
     served.proc.send_signal(signal.SIGTERM)

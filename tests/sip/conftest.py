@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from sip.events import InboundRoute
 from sip.launcher import SipGateway
 from sip.trunks import TrunkConfig
 from tests.sip.peers import SIPP, GatewayFactory, Harness, Sipp, free_port
+from tests.system_tools import missing_message, required
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -22,9 +22,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if SIPP is None:
-        if os.environ.get("DIALER_TEST_REQUIRE_SERVICES") == "1":
-            raise pytest.UsageError("SIPp is not installed (apt-get install sip-tester)")
-        skip = pytest.mark.skip(reason="SIPp is not installed")
+        if required():
+            raise pytest.UsageError(missing_message("sipp", "sip-tester"))
+        skip = pytest.mark.skip(reason=missing_message("sipp", "sip-tester"))
         for item in items:
             if "sipp" in getattr(item, "fixturenames", ()):
                 item.add_marker(skip)

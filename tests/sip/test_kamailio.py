@@ -3,8 +3,6 @@ over both, and a dead worker's share fails over to the live one."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import time
 from collections import Counter
@@ -16,15 +14,14 @@ import pytest
 
 from sip.events import InboundEnded, InboundOffered, InboundRoute
 from tests.sip.peers import GatewayFactory, free_port, until
+from tests.system_tools import require, skip_module_unless
 
 pytestmark = pytest.mark.timeout(60)
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "kamailio" / "kamailio.cfg"
-KAMAILIO = shutil.which("kamailio") or ("/usr/sbin/kamailio" if Path("/usr/sbin/kamailio").exists() else None)
 IMPORTED = "+442079460150"
 
-if KAMAILIO is None and os.environ.get("DIALER_TEST_REQUIRE_SERVICES") != "1":
-    pytest.skip("kamailio is not installed (apt-get install kamailio)", allow_module_level=True)
+skip_module_unless("kamailio", "kamailio")
 
 
 @pytest.fixture
@@ -33,11 +30,21 @@ def kamailio(tmp_path: Path) -> Iterator[Callable[[list[int]], int]]:
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(worker_ports: list[int]) -> int:
-        assert KAMAILIO is not None, "kamailio is required in CI"
+        kamailio_path = require("kamailio", "kamailio")
         listing = tmp_path / "dispatcher.list"
         listing.write_text("".join(f"1 sip:127.0.0.1:{port} 0 0\n" for port in worker_ports))
         port = free_port()
-        args = [KAMAILIO, "-f", str(CONFIG), "-DD", "-E", "-l", f"udp:127.0.0.1:{port}", "-Y", str(tmp_path)]
+        args = [
+            kamailio_path,
+            "-f",
+            str(CONFIG),
+            "-DD",
+            "-E",
+            "-l",
+            f"udp:127.0.0.1:{port}",
+            "-Y",
+            str(tmp_path),
+        ]
         args += ["-A", f'DISPATCHER_LIST="{listing}"', "-m", "32", "-M", "4"]
         with (tmp_path / "kamailio.log").open("wb") as log:
             proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)

@@ -1,4 +1,4 @@
-"""Outbound calls against SIPp trunks: every outcome row of PJSUA2-NOTES, classified by dialer.outcome."""
+"""Outbound calls against SIPp trunks: every outcome row of docs/pjsua2.md, classified by dialer.outcome."""
 
 from __future__ import annotations
 

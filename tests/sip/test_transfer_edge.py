@@ -12,9 +12,7 @@ bridge carries audio both ways; the human's RTP packets are counted by its pjsua
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -37,16 +35,15 @@ from sip.reference_worker import ReferenceWorker, WorkerSession
 from tests.sip.peers import DID, GatewayFactory, Harness, Sipp, free_port, until
 from tests.sip.test_bridge import read_wav, write_wav
 from tests.sip.transfer_peers import HUMAN, fill, notify, takes_refer
+from tests.system_tools import require, skip_module_unless
 
 pytestmark = pytest.mark.timeout(60)
 
 CONFIG = Path(__file__).with_name("carrier_edge.cfg")
-KAMAILIO = shutil.which("kamailio") or ("/usr/sbin/kamailio" if Path("/usr/sbin/kamailio").exists() else None)
 SIP_REFER_TO = r"sip:[+]14155550142@127[.]0[.]0[.]1"
 NOBODY = "0000"  # the callee's SIPp treats every INVITE as the callee's: a human INVITE there fails the test
 
-if KAMAILIO is None and os.environ.get("DIALER_TEST_REQUIRE_SERVICES") != "1":
-    pytest.skip("kamailio is not installed (apt-get install kamailio)", allow_module_level=True)
+skip_module_unless("kamailio", "kamailio")
 
 REFUSALS = {
     "405": takes_refer(SIP_REFER_TO, "405 Method Not Allowed"),
@@ -76,9 +73,19 @@ def edge(tmp_path: Path) -> Iterator[Callable[[int, int], Edge]]:
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(callee_port: int, human_port: int) -> Edge:
-        assert KAMAILIO is not None, "kamailio is required in CI"
+        kamailio_path = require("kamailio", "kamailio")
         port, log = free_port(), tmp_path / "edge.log"
-        args = [KAMAILIO, "-f", str(CONFIG), "-DD", "-E", "-l", f"udp:127.0.0.1:{port}", "-Y", str(tmp_path)]
+        args = [
+            kamailio_path,
+            "-f",
+            str(CONFIG),
+            "-DD",
+            "-E",
+            "-l",
+            f"udp:127.0.0.1:{port}",
+            "-Y",
+            str(tmp_path),
+        ]
         args += ["-A", f'HUMAN_RE="^[+]?{HUMAN.lstrip("+")}$"', "-m", "32", "-M", "4"]
         args += ["-A", f'HUMAN_URI="sip:127.0.0.1:{human_port}"']
         args += ["-A", f'CALLEE_URI="sip:127.0.0.1:{callee_port}"']

@@ -1,4 +1,4 @@
-"""Outcome mapping: every row of PJSUA2-NOTES' outcome table, plus retryability."""
+"""Outcome mapping: every row of docs/pjsua2.md's outcome table, plus retryability."""
 
 import pytest
 
