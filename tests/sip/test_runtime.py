@@ -209,6 +209,9 @@ async def test_single_call_holds_the_did_cap(stack: Stack, sipp) -> None:
     refused = await stack.store.get_attempt(second)
     assert refused is not None and (refused.outcome, refused.status) == ("capacity", "ended")
 
+    # The voice worker hears from a call only once it is answered: hanging up before that (a loaded
+    # machine) would end it as no_answer.
+    await until(lambda: stack.worker.sessions or None, 10)
     await stack.runtime.hangup_call(stack.tenant, first)
     ended = await until(lambda: next((c for c in stack.calls() if c.id == first and c.ended_at), None), 10)
     assert (ended.outcome, ended.campaign_id, ended.direction) == ("answered", None, "outbound")
