@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import os
@@ -21,10 +22,28 @@ from sip.transfers import TransferDesk
 
 log = logging.getLogger(__name__)
 
-# Trunks want G.711; pjsua would otherwise let speex/16000 win the negotiation.
-_CODEC_PRIORITY = {"PCMU/8000/1": 255, "PCMA/8000/1": 254}
-_OTHER_CODECS_MAX = 128
+# The offer is G.711 only, plus telephone-event at 8 kHz (pjmedia adds one per codec clock rate): the
+# wheel's full list (speex x3, iLBC, GSM, G722, L16, telephone-event at 3 rates) makes an INVITE of
+# ~1356 bytes, which pjsip would move from UDP to TCP. A trunk that asks for another codec
+# (``TrunkConfig.codecs``) gets it enabled below G.711 in its worker's endpoint.
+G711 = {"PCMU/8000/1": 255, "PCMA/8000/1": 254}
+_ASKED_CODEC_PRIORITY = 128
+# pjsip_cfg_t.endpt.disable_tcp_switch: the 5th pj_bool_t of pjsip_sip_cfg_var (pjsip/sip_config.h of
+# pjproject 2.15, the version pyproject.toml allows). pjsua2 has no setter for it.
+_DISABLE_TCP_SWITCH_INDEX = 4
 _PJSUA_LOG_LEVEL = {"DEBUG": 5, "INFO": 2}  # pjsua 1 = errors, 2 = warnings, 5 = every SIP message
+
+
+def keep_udp() -> None:
+    """Never move a request from UDP to TCP because of its size (RFC 3261 18.1.1 lets pjsip do it past
+    ~1300 bytes): a carrier whose trunk is UDP may drop TCP silently, and the call would be lost."""
+    try:
+        lib = ctypes.CDLL(pj._pjsua2.__file__)
+        flags = (ctypes.c_int * (_DISABLE_TCP_SWITCH_INDEX + 1)).in_dll(lib, "pjsip_sip_cfg_var")
+    except (AttributeError, OSError, ValueError) as exc:  # a build without the symbol: the small offer
+        log.warning("cannot pin requests to UDP (%s); a large INVITE may move to TCP", exc)
+        return
+    flags[_DISABLE_TCP_SWITCH_INDEX] = 1
 
 
 class _LogWriter(pj.LogWriter):  # type: ignore[misc]  # pjsua2 has no stubs
@@ -75,6 +94,7 @@ class Stack:
             self.table, lambda: self.accounts.get(""), f"{self._local_host()}:{config.port}"
         )
         self._writer = _LogWriter()  # must outlive the library
+        self.asked_codecs: set[str] = set()  # codec id prefixes trunks asked for, on top of G.711
         self.ep: _Endpoint  # made in start(), on the SIP thread
 
     # ---- set-up --------------------------------------------------------------------------------
@@ -105,11 +125,20 @@ class Stack:
             self.ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tls)
         self.ep.libStart()
         self.ep.audDevManager().setNullDev()  # no sound card; media runs on the bridge clock
-        for codec in self.ep.codecEnum2():
-            priority = _CODEC_PRIORITY.get(codec.codecId, min(codec.priority, _OTHER_CODECS_MAX))
-            self.ep.codecSetPriority(codec.codecId, priority)
+        keep_udp()
+        self.enable_codecs(())
         local = f"sip:gateway@{self._local_host()}:{self.config.port}"
         self._create_account("", self._account_config(local))
+
+    def enable_codecs(self, asked: tuple[str, ...]) -> None:
+        """G.711 first, then the codecs some trunk asked for (``"G722"``, ``"GSM/8000"``: a prefix of
+        pjsua's codec id, case-insensitive); every other codec is disabled (priority 0)."""
+        self.asked_codecs |= {name.lower() for name in asked}
+        for codec in self.ep.codecEnum2():
+            priority = G711.get(codec.codecId, 0)
+            if not priority and any(codec.codecId.lower().startswith(a) for a in self.asked_codecs):
+                priority = _ASKED_CODEC_PRIORITY
+            self.ep.codecSetPriority(codec.codecId, priority)
 
     def _transport(self, port: int) -> pj.TransportConfig:
         cfg = pj.TransportConfig()
@@ -157,6 +186,8 @@ class Stack:
             self.emit(TrunkError(cmd.trunk, redact(exc.reason)))
             return
         self.accounts[cmd.trunk].accept_refer = cmd.accept_refer
+        if not {c.lower() for c in cmd.codecs} <= self.asked_codecs:
+            self.enable_codecs(cmd.codecs)
 
     # ---- capacity probe ----------------------------------------------------------------------------
 

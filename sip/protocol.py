@@ -51,6 +51,7 @@ class AddTrunk:
     password: str
     proxy: str
     accept_refer: bool = False  # accept a REFER from the far end of this trunk's calls (else 603)
+    codecs: tuple[str, ...] = ()  # codecs offered after G.711 (e.g. "G722"); shared by the worker
 
 
 @dataclass(frozen=True)

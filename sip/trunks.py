@@ -40,6 +40,9 @@ class TrunkConfig:
     strip_plus: bool = False  # send "15551234567" instead of "+15551234567" as the user part
     refer_uri_style: str = "sip"  # Refer-To of a human transfer: "sip" (sip:+1…@trunk) or "tel" (tel:+1…)
     accept_inbound_refer: bool = False  # a REFER from the far end of a call is accepted, else 603
+    # Codecs to offer after PCMU and PCMA (pjsua ids or prefixes: "G722", "GSM"). The offer is the
+    # SIP worker's, so another trunk's calls on the same worker offer them too (and the INVITE grows).
+    codecs: tuple[str, ...] = ()
 
     def _user(self, e164: str) -> str:
         return e164.lstrip("+") if self.strip_plus else e164
@@ -71,6 +74,7 @@ class TrunkConfig:
             "password": self.password or "",
             "proxy": self.outbound_proxy or "",
             "accept_refer": self.accept_inbound_refer,
+            "codecs": self.codecs,
         }
 
 

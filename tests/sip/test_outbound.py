@@ -198,3 +198,53 @@ async def test_logs_carry_no_phone_number(gateway: GatewayFactory, sipp, caplog,
     out, err = capfd.readouterr()
     for text in (caplog.text, out, err):
         assert CALLEE[2:] not in text and DID[2:] not in text and "9005550123" not in text
+
+
+def invites(log: str) -> list[tuple[str, str]]:
+    """(transport, message) of each INVITE in a SIPp message log."""
+    found = []
+    for block in log.split("\n\n-----------------------------------------------"):
+        head, _, message = block.partition("bytes :\n\n")
+        if message.startswith("INVITE "):
+            found.append((head.rsplit("\n", 1)[-1].split(" ", 1)[0], message))
+    return found
+
+
+def rtpmaps(invite: str) -> list[str]:
+    return [line.split(" ", 1)[1].strip() for line in invite.splitlines() if line.startswith("a=rtpmap:")]
+
+
+async def test_invite_offers_g711_and_one_telephone_event_under_1300_bytes(
+    gateway: GatewayFactory, sipp
+) -> None:
+    peer = sipp("reject", keys={"reason_line": "X-Note: none"}, fill={"CODE": "486", "PHRASE": "Busy Here"})
+    gw = await gateway()
+    request = gw.request(gw.trunk(peer.port))
+    await gw.gateway.place(request)
+    assert (await gw.ended(request.attempt_id)).sip_code == 486
+    assert await peer.finished() == 0
+    [(transport, invite)] = invites(peer.messages())
+    assert transport == "UDP"
+    assert len(invite.replace("\n", "\r\n").encode()) < 1300
+    assert rtpmaps(invite) == ["PCMU/8000", "PCMA/8000", "telephone-event/8000"]
+
+
+async def test_a_large_invite_stays_on_a_udp_trunk(gateway: GatewayFactory, sipp) -> None:
+    """A trunk that asks for more codecs, with a long From domain: the INVITE passes 1300 bytes and
+    still goes over UDP. The carrier's TCP port takes connections and drops what they carry (as a
+    firewall that drops TCP would): an INVITE moved to TCP would never reach SIPp, listening on UDP."""
+    peer = sipp("reject", keys={"reason_line": "X-Note: none"}, fill={"CODE": "486", "PHRASE": "Busy Here"})
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as black_hole:
+        black_hole.bind(("127.0.0.1", peer.port))
+        black_hole.listen(8)  # never accepted: the kernel completes the handshake, nobody reads
+        gw = await gateway()
+        codecs = ("G722", "speex", "iLBC", "GSM")
+        trunk = gw.trunk(peer.port, codecs=codecs, from_domain="d" * 200 + ".example")
+        request = gw.request(trunk)
+        await gw.gateway.place(request)
+        assert (await gw.ended(request.attempt_id)).sip_code == 486
+    assert await peer.finished() == 0
+    [(transport, invite)] = invites(peer.messages())
+    assert transport == "UDP" and len(invite.replace("\n", "\r\n").encode()) > 1300
+    offered = rtpmaps(invite)
+    assert offered[:2] == ["PCMU/8000", "PCMA/8000"] and "G722/8000" in offered and "GSM/8000" in offered
