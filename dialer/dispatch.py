@@ -372,8 +372,10 @@ class Dispatcher:
             return
         if isinstance(event, CallRinging):
             call.ringing_at = event.at
+            await self.store.call_progress(event.attempt_id, ringing_at=event.at)
         elif isinstance(event, CallAnswered):
             call.answered_at = event.at
+            await self.store.call_progress(event.attempt_id, answered_at=event.at)
         elif isinstance(event, CallEnded):
             outcome = end_outcome(event)
             await self._settle(event.attempt_id, event, event.reason, outcome)

@@ -173,6 +173,14 @@ class DialStore(ABC):
         """
 
     @abstractmethod
+    async def call_progress(
+        self, attempt_id: UUID, *, ringing_at: datetime | None = None, answered_at: datetime | None = None
+    ) -> bool:
+        """Record that a live call rang (status ``ringing``) or was answered (``in-progress``), when it
+        happens, so the call shows as live while it lasts. A call already ended is left as it is
+        (False): a late event never reopens it."""
+
+    @abstractmethod
     async def open_attempts(self, campaign_id: UUID | None = None) -> list[OpenAttempt]:
         """Attempts still ``dialing`` (not ended), with their prospects: the reconciliation input."""
 

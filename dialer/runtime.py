@@ -35,6 +35,7 @@ from scheduler.jobs import CampaignScheduler
 from sip.events import (
     BridgeEvent,
     DigitPressed,
+    InboundAnswered,
     InboundEnded,
     InboundEvent,
     InboundOffered,
@@ -177,6 +178,7 @@ class Runtime:
         self._settling: set[asyncio.Task[None]] = set()
         self._refreshing: asyncio.Task[None] | None = None
         self._inbound_calls: set[UUID] = set()  # inbound calls up on this node's SIP workers
+        self._inbound_order: dict[UUID, asyncio.Lock] = {}  # per inbound call, until it ends
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -444,7 +446,17 @@ class Runtime:
         return InboundRoute(route.agent_id, route.tenant_id, route.number_id, route.trunk_id)
 
     async def _on_inbound(self, event: InboundEvent) -> None:
-        """Record inbound calls: a row when offered, its end when it ends (refused calls: none)."""
+        """Record inbound calls: a row when offered, its answer and its end (refused calls: none).
+
+        Each event runs as its own task, started in the order the SIP worker reported them; a lock per
+        call keeps their writes in that order (the answer never before the row exists)."""
+        lock = self._inbound_order.setdefault(event.call_id, asyncio.Lock())
+        async with lock:
+            await self._record_inbound(event)
+        if isinstance(event, InboundEnded) and not lock.locked():
+            self._inbound_order.pop(event.call_id, None)
+
+    async def _record_inbound(self, event: InboundEvent) -> None:
         if isinstance(event, InboundEnded):
             self._inbound_calls.discard(event.call_id)
         if isinstance(event, InboundOffered):
@@ -463,6 +475,8 @@ class Runtime:
                 created_at=event.at,
                 call_id=event.call_id,
             )
+        elif isinstance(event, InboundAnswered):
+            await self.store.call_progress(event.call_id, answered_at=event.at)
         elif isinstance(event, InboundEnded) and event.route is not None:
             outcome = Outcome.UNKNOWN if event.sip_code is None else classify(event.sip_code, event.confirmed)
             if event.transferred:

@@ -150,8 +150,10 @@ class SingleCalls:
             return
         if isinstance(event, CallRinging):
             call.ringing_at = event.at
+            await self.store.call_progress(event.attempt_id, ringing_at=event.at)
         elif isinstance(event, CallAnswered):
             call.answered_at = event.at
+            await self.store.call_progress(event.attempt_id, answered_at=event.at)
         elif isinstance(event, CallEnded):
             await self._settle(event.attempt_id, event, end_outcome(event), event.reason)
 

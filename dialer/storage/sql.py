@@ -203,6 +203,23 @@ class SqlStore(
         return True
 
     @threaded
+    def call_progress(
+        self, attempt_id: UUID, *, ringing_at: datetime | None = None, answered_at: datetime | None = None
+    ) -> bool:
+        values: dict[str, Any] = {}
+        if ringing_at is not None:
+            values |= {"status": "ringing", "ringing_at": ringing_at}
+        if answered_at is not None:
+            values |= {"status": "in-progress", "answered_at": answered_at}
+        if not values:
+            return False
+        live = sa.and_(attempts.c.id == attempt_id, attempts.c.ended_at.is_(None))
+        if answered_at is None:  # a late 18x after the answer must not step the status back
+            live = sa.and_(live, attempts.c.answered_at.is_(None))
+        with self._engine.begin() as conn:
+            return conn.execute(sa.update(attempts).where(live).values(values)).rowcount > 0
+
+    @threaded
     def open_attempts(self, campaign_id: UUID | None = None) -> list[OpenAttempt]:
         query = (
             sa.select(attempts.c.id.label("attempt_id"), attempts.c.lease_token, *_PROSPECT)

@@ -567,3 +567,30 @@ async def test_due_query_is_an_index_range_scan(store: SqlStore) -> None:
             assert "Index Scan using ix_prospects_due on prospects" in plan, plan
             assert "Seq Scan on prospects" not in plan and "Sort" not in plan, plan
     assert len(await store.due_prospects(worlds[0].campaign, T0, 100)) == 100
+
+
+async def test_call_progress_shows_a_live_call_and_never_reopens_an_ended_one(store: SqlStore) -> None:
+    world = await make_world(store)
+    call = await store.create_call(
+        world.tenant, DID_NUMBER, "+15550100001", agent_id=world.agent, created_at=T0
+    )
+    rang, answered = T0 + timedelta(seconds=1), T0 + timedelta(seconds=3)
+    assert await store.call_progress(call, ringing_at=rang)
+    record = await store.get_attempt(call)
+    assert record is not None and (record.status, record.ringing_at, record.answered_at) == (
+        "ringing",
+        rang,
+        None,
+    )
+    assert await store.call_progress(call, answered_at=answered)
+    assert not await store.call_progress(call, ringing_at=rang)  # a late 18x: the call stays in progress
+    view = await store.get_call(world.tenant, call)
+    assert view is not None and (view.attempt.status, view.attempt.answered_at) == ("in-progress", answered)
+    calls, _ = await store.list_calls(world.tenant, status="in-progress")
+    assert [c.attempt.id for c in calls] == [call]
+
+    done = ended(Outcome.ANSWERED, T0 + timedelta(seconds=30), answered_at=answered)
+    assert await store.finish_attempt(call, done, None)
+    assert not await store.call_progress(call, answered_at=T0 + timedelta(seconds=40))
+    record = await store.get_attempt(call)
+    assert record is not None and (record.status, record.answered_at) == ("ended", answered)

@@ -212,6 +212,7 @@ async def test_single_call_holds_the_did_cap(stack: Stack, sipp) -> None:
     # The voice worker hears from a call only once it is answered: hanging up before that (a loaded
     # machine) would end it as no_answer.
     await until(lambda: stack.worker.sessions or None, 10)
+    assert (await live_call(stack)).id == first  # an API call shows as live too
     await stack.runtime.hangup_call(stack.tenant, first)
     ended = await until(lambda: next((c for c in stack.calls() if c.id == first and c.ended_at), None), 10)
     assert (ended.outcome, ended.campaign_id, ended.direction) == ("answered", None, "outbound")
@@ -336,3 +337,59 @@ async def test_a_tenants_maximum_call_duration_is_enforced(stack: Stack, sipp) -
     assert ended.answered_at is not None and ended.duration_seconds is not None
     assert 0.8 < ended.duration_seconds < 2.5, "hung up at the tenant's 1 s limit, not the node's hour"
     assert ended.reason is not None and "duration" in ended.reason
+
+
+async def live_call(stack: Stack) -> AttemptRecord:
+    """The one call the API would list as in progress, once there is one."""
+
+    async def probe() -> AttemptRecord | None:
+        calls, _ = await stack.store.list_calls(stack.tenant, status="in-progress")
+        return calls[0].attempt if calls else None
+
+    for _ in range(250):  # bounded: 10 s
+        if (found := await probe()) is not None:
+            return found
+        await asyncio.sleep(0.04)
+    raise AssertionError("no call in progress within 10 s")
+
+
+async def test_campaign_call_shows_as_live_while_it_is_up(stack: Stack, sipp) -> None:
+    peer = sipp("answer")  # rings, answers, holds until our BYE
+    trunk = await stack.trunk(peer.port)
+    did = await stack.store.import_number(stack.tenant, DIDS[0], trunk, country="GB")
+    campaign = await stack.store.create_campaign(
+        stack.tenant,
+        CampaignSpec(
+            name="Live", agent_id=stack.agent, timezone="Europe/London", call_days=EVERY_DAY, **ALL_DAY
+        ),  # type: ignore[arg-type]
+        status=CampaignStatus.ACTIVE,
+    )
+    await stack.store.allocate_dids(campaign, [did])
+    await stack.store.add_prospects(campaign, [("Ann", "+442079460200", {})])
+    stack.runtime.campaigns_changed()
+
+    live = await live_call(stack)
+    assert (live.status, live.campaign_id, live.ended_at) == ("in-progress", campaign, None)
+    assert (
+        live.ringing_at is not None and live.answered_at is not None and live.ringing_at <= live.answered_at
+    )
+    view = await stack.store.get_call(stack.tenant, live.id)
+    assert view is not None and view.attempt.answered_at == live.answered_at
+
+    await stack.runtime.hangup_call(stack.tenant, live.id)
+    ended = await until(lambda: next((c for c in stack.calls() if c.ended_at), None), 10)
+    assert (ended.outcome, ended.answered_at) == ("answered", live.answered_at)
+    assert await stack.store.list_calls(stack.tenant, status="in-progress") == ([], 0)
+
+
+async def test_inbound_call_shows_as_live_while_it_is_up(stack: Stack, sipp) -> None:
+    trunk = await stack.trunk(5060)
+    await stack.store.import_number(stack.tenant, "+442079460150", trunk, country="GB", agent_id=stack.agent)
+    caller = sipp("uac_hold", service="442079460150", target=f"127.0.0.1:{stack.sip_port}")
+    live = await live_call(stack)
+    assert (live.status, live.direction, live.ended_at) == ("in-progress", "inbound", None)
+    assert live.answered_at is not None
+    await stack.runtime.hangup_call(stack.tenant, live.id)
+    assert await caller.finished() == 0
+    ended = await until(lambda: next((c for c in stack.calls() if c.ended_at), None), 10)
+    assert (ended.outcome, ended.answered_at) == ("answered", live.answered_at)
