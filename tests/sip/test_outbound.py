@@ -198,3 +198,18 @@ async def test_logs_carry_no_phone_number(gateway: GatewayFactory, sipp, caplog,
     out, err = capfd.readouterr()
     for text in (caplog.text, out, err):
         assert CALLEE[2:] not in text and DID[2:] not in text and "9005550123" not in text
+
+
+async def test_calls_offer_session_timers(gateway: GatewayFactory, sipp) -> None:
+    """RFC 4028: the INVITE asks for a session timer, so a carrier ends a call whose refreshes stop
+    (a gateway killed without a BYE) by itself."""
+    peer = sipp("answer_bye")
+    gw = await gateway()
+    request = gw.request(gw.trunk(peer.port))
+    await gw.gateway.place(request)
+    assert (await gw.ended(request.attempt_id)).confirmed
+    assert await peer.finished() == 0
+    log = peer.messages()
+    start = log.index("INVITE sip:")
+    invite = log[start : log.index("\n\n", start)]  # its headers
+    assert "Session-Expires: 600" in invite and "timer" in invite.partition("Supported:")[2].split("\n")[0]
