@@ -39,7 +39,7 @@ from dialer.ports import (
     Lease,
 )
 from dialer.regions import RuleBook, callee_profile
-from dialer.retry import after_attempt
+from dialer.retry import after_attempt, orphan_gone_at
 from dialer.window import BlockReason, check_window, next_open
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class LiveCall:
     prospect: Prospect
     lease: Lease
     did_id: UUID
+    placed_at: datetime
     ringing_at: datetime | None = None
     answered_at: datetime | None = None
 
@@ -104,6 +105,7 @@ class Dispatcher:
         lease_ttl: float = 30.0,
         tick: float = 1.0,
         observer: DispatchObserver | None = None,
+        max_call_seconds: float = 3600.0,
     ) -> None:
         self.store = store
         self.coordinator = coordinator
@@ -113,6 +115,7 @@ class Dispatcher:
         self.node_id = node_id or f"node-{uuid4().hex[:8]}"
         self.lease_ttl = lease_ttl
         self.tick = tick
+        self.max_call_seconds = max_call_seconds  # a lost call may be up at the carrier this long
         self.stats = DispatchStats()
         self.observer = observer or DispatchObserver()
         self._live: dict[UUID, LiveCall] = {}
@@ -188,8 +191,11 @@ class Dispatcher:
                 continue
             plan = await self.store.campaign_plan(prospect.campaign_id)
             now = self.clock()
+            gone = orphan_gone_at(open_attempt.started_at or now, self.max_call_seconds)
             update = (
-                after_attempt(prospect, Outcome.UNKNOWN, plan.retry, now, self._snapper(plan, prospect))
+                after_attempt(
+                    prospect, Outcome.UNKNOWN, plan.retry, now, self._snapper(plan, prospect), not_before=gone
+                )
                 if plan is not None
                 else ProspectUpdate(ProspectState.FAILED, None, Outcome.UNKNOWN, reason="campaign gone")
             )
@@ -299,7 +305,7 @@ class Dispatcher:
         if not await self.store.claim_attempt(attempt, now):
             await self.coordinator.release(lease)
             return "skipped"
-        self._live[attempt.id] = LiveCall(attempt.id, plan, prospect, lease, candidate.did.id)
+        self._live[attempt.id] = LiveCall(attempt.id, plan, prospect, lease, candidate.did.id, now)
         request = CallRequest(
             attempt_id=attempt.id,
             tenant_id=plan.tenant_id,
@@ -397,7 +403,10 @@ class Dispatcher:
             update = ProspectUpdate(ProspectState.FAILED, None, outcome, reason=reason)
         else:
             snap = self._snapper(call.plan, call.prospect)
-            update = after_attempt(call.prospect, outcome, call.plan.retry, now, snap)
+            # A lost call (its SIP worker died, no BYE sent) may still be up at the carrier.
+            started = (event.invited_at if event else None) or call.placed_at
+            gone = orphan_gone_at(started, self.max_call_seconds) if outcome is Outcome.UNKNOWN else None
+            update = after_attempt(call.prospect, outcome, call.plan.retry, now, snap, not_before=gone)
         result = AttemptResult(
             outcome=outcome,
             ended_at=event.at if event else now,

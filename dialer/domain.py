@@ -184,6 +184,7 @@ class OpenAttempt:
     attempt_id: UUID
     prospect: Prospect
     lease_token: int | None
+    started_at: datetime | None = None  # when the attempt was written, just before its INVITE
 
 
 @dataclass(frozen=True)

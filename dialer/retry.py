@@ -21,13 +21,21 @@ class RescheduleRefused(ValueError):
 
 
 def after_attempt(
-    prospect: Prospect, outcome: Outcome, policy: RetryPolicy, now: datetime, snap: Snap | None = None
+    prospect: Prospect,
+    outcome: Outcome,
+    policy: RetryPolicy,
+    now: datetime,
+    snap: Snap | None = None,
+    *,
+    not_before: datetime | None = None,
 ) -> ProspectUpdate:
     """What happens to ``prospect`` after an attempt that ended in ``outcome`` at ``now``.
 
     ``prospect`` carries the history *before* this attempt. Per-outcome counting follows the seed's
     fields: ``max_retries_busy = 2`` allows two more attempts after the first busy, so the third busy
-    is terminal. Counts are per bucket (busy, no_answer, failed), not shared.
+    is terminal. Counts are per bucket (busy, no_answer, failed), not shared. ``not_before`` holds
+    the next attempt back further: a lost call (``unknown``) may still be up at the carrier until
+    ``orphan_gone_at``.
     """
     _require_aware(now)
     if outcome in REACHED_OUTCOMES:
@@ -42,7 +50,22 @@ def after_attempt(
     if seen > rule.max_retries:
         return ProspectUpdate(ProspectState.FAILED, None, outcome, reason=f"{bucket} retries exhausted")
     proposed = now + timedelta(seconds=max(0, rule.delay_seconds))
+    if not_before is not None:
+        _require_aware(not_before)
+        proposed = max(proposed, not_before)
     return _pending_at(proposed, outcome, snap)
+
+
+def orphan_gone_at(started_at: datetime, max_call_seconds: float) -> datetime:
+    """When a call we lost track of (its node or SIP worker died: no BYE was sent) is surely over.
+
+    Nothing on our side hangs it up any more, so the carrier may keep it until the longest a call
+    may last (DIALER_MAX_CALL_SECONDS) has passed since it started; calling the same person before
+    that could ring them while the old call is still up. (Session timers let a carrier that supports
+    them end it sooner, but not every carrier does: this is the bound that holds for all.)
+    """
+    _require_aware(started_at)
+    return started_at + timedelta(seconds=max_call_seconds)
 
 
 def reschedule(

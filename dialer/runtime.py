@@ -147,6 +147,7 @@ class Runtime:
             lease_ttl=settings.lease_ttl_seconds,
             tick=settings.dispatch_tick_seconds,
             observer=self.watchers,
+            max_call_seconds=settings.max_call_seconds,
         )
         self.single_calls = SingleCalls(
             store,

@@ -31,6 +31,8 @@ _ASKED_CODEC_PRIORITY = 128
 # pjsip_cfg_t.endpt.disable_tcp_switch: the 5th pj_bool_t of pjsip_sip_cfg_var (pjsip/sip_config.h of
 # pjproject 2.15, the version pyproject.toml allows). pjsua2 has no setter for it.
 _DISABLE_TCP_SWITCH_INDEX = 4
+SESSION_EXPIRES = 600  # s: how long a carrier keeps a call whose session refreshes stopped
+MIN_SE = 90  # s: RFC 4028's floor; a peer asking for less gets 422
 _PJSUA_LOG_LEVEL = {"DEBUG": 5, "INFO": 2}  # pjsua 1 = errors, 2 = warnings, 5 = every SIP message
 
 
@@ -155,6 +157,12 @@ class Stack:
         cfg.idUri = id_uri
         cfg.regConfig.registerOnAdd = False
         cfg.mediaConfig.lockCodecEnabled = False  # else a re-INVITE follows multi-codec answers
+        # RFC 4028 session timers on every call: a carrier that supports them ends a call whose
+        # refreshes stop (a gateway killed without sending BYE) SESSION_EXPIRES s after the last one,
+        # instead of keeping an orphaned call up. We refresh at half that (UPDATE or re-INVITE).
+        cfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_ALWAYS
+        cfg.callConfig.timerSessExpiresSec = SESSION_EXPIRES
+        cfg.callConfig.timerMinSESec = MIN_SE
         media = self._transport(self.config.rtp_port)
         media.portRange = self.config.rtp_ports
         cfg.mediaConfig.transportConfig = media

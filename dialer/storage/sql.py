@@ -222,7 +222,12 @@ class SqlStore(
     @threaded
     def open_attempts(self, campaign_id: UUID | None = None) -> list[OpenAttempt]:
         query = (
-            sa.select(attempts.c.id.label("attempt_id"), attempts.c.lease_token, *_PROSPECT)
+            sa.select(
+                attempts.c.id.label("attempt_id"),
+                attempts.c.lease_token,
+                attempts.c.created_at.label("started_at"),
+                *_PROSPECT,
+            )
             .join(prospects, prospects.c.id == attempts.c.prospect_id)
             .where(attempts.c.ended_at.is_(None), attempts.c.campaign_id.is_not(None))
             .order_by(attempts.c.created_at)
@@ -231,7 +236,7 @@ class SqlStore(
             query = query.where(attempts.c.campaign_id == campaign_id)
         with self._engine.connect() as conn:
             return [
-                OpenAttempt(row["attempt_id"], prospect_from_row(row), row["lease_token"])
+                OpenAttempt(row["attempt_id"], prospect_from_row(row), row["lease_token"], row["started_at"])
                 for row in conn.execute(query).mappings()
             ]
 

@@ -279,9 +279,15 @@ async def test_crash_reconciliation_settles_unknown_and_never_redials_the_attemp
     rows = await world.attempt_rows()
     assert {r.id: r.outcome for r in rows} == dict.fromkeys(lost, Outcome.UNKNOWN.value)
 
-    # The retry is a new attempt, after the failed-call delay, never the lost attempt again.
+    # The dead node sent no BYE: its calls may still be up at the carrier until the longest a call
+    # may last (3600 s by default) has passed since they started, however short the failed-call delay.
+    # The retry is then a new attempt, never the lost attempt again.
     assert await survivor.fill_all() == 0
     world.clock.advance(seconds=300)
+    assert await survivor.fill_all() == 0, "the failed-call delay alone is not enough"
+    world.clock.advance(seconds=3600 - 300 - 1)
+    assert await survivor.fill_all() == 0, "one second before the longest call could have ended"
+    world.clock.advance(seconds=1)
     assert await survivor.fill_all() == 3
     assert not lost & {r.attempt_id for r in fresh.placed}
 

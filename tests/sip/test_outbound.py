@@ -248,3 +248,18 @@ async def test_a_large_invite_stays_on_a_udp_trunk(gateway: GatewayFactory, sipp
     assert transport == "UDP" and len(invite.replace("\n", "\r\n").encode()) > 1300
     offered = rtpmaps(invite)
     assert offered[:2] == ["PCMU/8000", "PCMA/8000"] and "G722/8000" in offered and "GSM/8000" in offered
+
+
+async def test_calls_offer_session_timers(gateway: GatewayFactory, sipp) -> None:
+    """RFC 4028: the INVITE asks for a session timer, so a carrier ends a call whose refreshes stop
+    (a gateway killed without a BYE) by itself."""
+    peer = sipp("answer_bye")
+    gw = await gateway()
+    request = gw.request(gw.trunk(peer.port))
+    await gw.gateway.place(request)
+    assert (await gw.ended(request.attempt_id)).confirmed
+    assert await peer.finished() == 0
+    log = peer.messages()
+    start = log.index("INVITE sip:")
+    invite = log[start : log.index("\n\n", start)]  # its headers
+    assert "Session-Expires: 600" in invite and "timer" in invite.partition("Supported:")[2].split("\n")[0]

@@ -280,6 +280,13 @@ async def test_killed_worker_calls_settle_unknown_and_free_their_caps(stack: Sta
     calls = await until(lambda: [c for c in stack.calls() if c.ended_at] if len(
         [c for c in stack.calls() if c.ended_at]) == 2 else None, 10)  # fmt: skip
     assert {(c.outcome, c.reason) for c in calls} == {("unknown", "worker died")}
+    # No BYE left the dead worker: the carrier may keep those calls up to DIALER_MAX_CALL_SECONDS.
+    pending, _ = await stack.store.list_prospects(campaign, state="pending", limit=10)
+    assert len(pending) == 2
+    for p in pending:
+        call = next(c for c in calls if c.to_number == p.phone)
+        assert p.next_attempt_at is not None
+        assert (p.next_attempt_at - call.created_at).total_seconds() >= 3600
     # Each lease is released right after its row is written: give that a moment, bounded.
     coordinator = stack.runtime.coordinator
     for _ in range(100):

@@ -8,7 +8,7 @@ import pytest
 
 from dialer.domain import Prospect, ProspectState, RetryPolicy, RetryRule
 from dialer.outcome import Outcome
-from dialer.retry import RescheduleRefused, after_attempt, reschedule
+from dialer.retry import RescheduleRefused, after_attempt, orphan_gone_at, reschedule
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 POLICY = RetryPolicy(
@@ -102,3 +102,17 @@ def test_reschedule_rules() -> None:
     with pytest.raises(RescheduleRefused) as off:
         reschedule(prospect(), later, replace(POLICY, allow_reschedule=False), NOW)
     assert off.value.code == "RESCHEDULE_NOT_ALLOWED"
+
+
+def test_a_lost_call_is_not_retried_before_it_is_surely_over() -> None:
+    started = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    now = started + timedelta(minutes=2)
+    gone = orphan_gone_at(started, 3600)
+    assert gone == started + timedelta(hours=1)
+    update = after_attempt(prospect(), Outcome.UNKNOWN, POLICY, now, not_before=gone)
+    assert (update.state, update.next_attempt_at) == (ProspectState.PENDING, gone)
+    # A failed-call delay longer than the bound wins.
+    slow = RetryPolicy(failed=RetryRule(True, 3, 7200))
+    assert after_attempt(prospect(), Outcome.UNKNOWN, slow, now, not_before=gone).next_attempt_at == (
+        now + timedelta(hours=2)
+    )
