@@ -333,3 +333,33 @@ async def test_a_tenants_maximum_call_duration_is_enforced(stack: Stack, sipp) -
     assert ended.answered_at is not None and ended.duration_seconds is not None
     assert 0.8 < ended.duration_seconds < 2.5, "hung up at the tenant's 1 s limit, not the node's hour"
     assert ended.reason is not None and "duration" in ended.reason
+
+
+async def test_a_trunk_host_that_no_longer_resolves_fails_the_attempt_not_capacity(stack: Stack) -> None:
+    # Stored directly: POST /trunks would refuse this host; DNS may change after a trunk is saved.
+    trunk = await stack.store.create_trunk(
+        stack.tenant, TrunkSpec(name="gone", host="nonexistent.invalid", port=5060, max_cps=100)
+    )
+    did = await stack.store.import_number(stack.tenant, DIDS[0], trunk, country="GB")
+    campaign = await stack.store.create_campaign(
+        stack.tenant,
+        CampaignSpec(
+            name="Spring",
+            agent_id=stack.agent,
+            timezone="Europe/London",
+            call_days=EVERY_DAY,
+            retry_delay_failed_seconds=3600,
+            **ALL_DAY,  # type: ignore[arg-type]
+        ),
+        status=CampaignStatus.ACTIVE,
+    )
+    await stack.store.allocate_dids(campaign, [did])
+    await stack.store.add_prospects(campaign, [("Ann", "+442079460201", {})])
+    stack.runtime.campaigns_changed()
+
+    [call] = await until(lambda: [c for c in stack.calls() if c.ended_at is not None], 15)
+    assert (call.outcome, call.reason, call.sip_code) == ("failed", "trunk host does not resolve", 502)
+    [prospect], _ = await stack.store.list_prospects(campaign)
+    assert prospect.last_outcome == "failed" and prospect.attempts_failed == 1
+    assert prospect.state == "pending" and prospect.next_attempt_at is not None
+    assert len(stack.calls()) == 1, "retried after the campaign's failed-call delay, not at once"
