@@ -15,9 +15,9 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
-from dialer.domain import ProspectState
+from dialer.domain import CampaignStatus, ProspectState
 from dialer.retry import WINDOW_NEVER_OPENS
-from dialer.storage.tables import UtcDateTime, prospects
+from dialer.storage.tables import UtcDateTime, campaigns, prospects
 from dialer.window import BlockReason
 
 #: The campaign settings that make up its calling window.
@@ -32,8 +32,12 @@ def replan_window(conn: sa.Connection, campaign_id: UUID, now: datetime) -> int:
     """Make the campaign's window-deferred prospects due at ``now`` or their retry time; how many.
 
     Left alone: prospects due already, prospects at their retry time (the window did not move them),
-    and prospects retried before ``not_before`` was kept (their retry time is unknown).
+    prospects retried before ``not_before`` was kept (their retry time is unknown), and every prospect
+    of a completed campaign (it never dials again: a lifted hold would only show as pending).
     """
+    status = conn.scalar(sa.select(campaigns.c.status).where(campaigns.c.id == campaign_id))
+    if status in (None, CampaignStatus.COMPLETED.value):
+        return 0
     not_before = prospects.c.not_before
     earliest = sa.case((not_before > now, not_before), else_=sa.literal(now, UtcDateTime()))
     deferred = sa.and_(

@@ -350,3 +350,9 @@ async def test_patching_the_window_replans_what_the_old_window_deferred(
     assert (await state(done))[0] == "completed"
     got = (await acme.client.get(url)).json()
     assert got["call_hours_start"] == "00:00:00" and got["timezone"] == "America/Los_Angeles"
+
+    # A completed campaign never dials again: its holds stay (they would only show as pending).
+    await store.defer_prospect(fresh.id, None, "campaign_day", hold=True)
+    assert await store.set_campaign_status(campaign, CampaignStatus.COMPLETED, expect=[CampaignStatus.ACTIVE])
+    assert (await acme.client.patch(url, json={"call_days": ["Saturday"]})).status_code == 200
+    assert await state(fresh) == ("held", None)
