@@ -38,21 +38,21 @@ class Settings(BaseSettings):
         default=15.0, description="Scheduler leadership lease: a standby takes over this long after a crash"
     )
     # HTTP API
-    http_host: str = "127.0.0.1"
-    http_port: int = 8080
+    http_host: str = Field(default="127.0.0.1", description="REST API listen address")
+    http_port: int = Field(default=8080, description="REST API listen port")
     # webhooks out
     webhook_allow_private: bool = Field(
         default=False,
         description="Let webhook URLs point at loopback/private/link-local addresses (SSRF guard off)",
     )
     # SIP
-    sip_host: str = "127.0.0.1"
-    sip_port: int = 5060
-    sip_workers: int = 1
+    sip_host: str = Field(default="127.0.0.1", description="SIP listen address")
+    sip_port: int = Field(default=5060, description="SIP listen port; worker i uses port + i")
+    sip_workers: int = Field(default=1, description="SIP worker processes")
     sip_rtp_port: int = Field(
         default=20000, description="First RTP port; worker i uses its own range after it"
     )
-    sip_rtp_ports_per_worker: int = 2000
+    sip_rtp_ports_per_worker: int = Field(default=2000, description="RTP ports each SIP worker may use")
     max_call_seconds: float = Field(default=3600.0, description="Toll-fraud guard: longest call allowed")
     # voice-worker bridge
     worker_reconnect_attempts: int = Field(
@@ -74,8 +74,8 @@ class Settings(BaseSettings):
         default=None, description="Extra TOML of regional calling rules, overriding/extending config/"
     )
     # logs
-    log_level: str = "INFO"
-    log_format: Literal["text", "json"] = "text"
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: Literal["text", "json"] = Field(default="text", description="json: one JSON object per line")
 
     def sqlite_path(self) -> Path | None:
         """The SQLite file behind ``database_url``, if it is one (to create its folder)."""

@@ -1,4 +1,8 @@
-"""The ``dialer`` command: demo, serve, migrate, tenants and keys."""
+"""The ``dialer`` command: demo, serve, migrate, tenants and keys.
+
+Every command's ``--help`` shows each option's default and the ``DIALER_`` environment variables the
+command reads, with their defaults, taken from ``config.settings.Settings`` so they cannot drift.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from importlib import metadata
 from pathlib import Path
 from uuid import UUID
 
@@ -16,6 +22,21 @@ from dialer.logs import setup_logging
 
 #: What ``dialer serve --role`` accepts (dialer/app.py builds each; kept here so the CLI stays light).
 ROLES = ("all", "api", "scheduler", "gateway")
+#: The settings every command reads: where the database is, and how to log.
+_STORE_SETTINGS = ("database_url", "log_level", "log_format")
+#: The settings ``dialer demo`` sets itself (dialer/demo.py ``demo_settings``): the environment's are ignored.
+DEMO_OWN_SETTINGS = (
+    "database_url",
+    "redis_url",
+    "http_host",
+    "http_port",
+    "sip_host",
+    "sip_port",
+    "sip_workers",
+    "sip_rtp_port",
+    "sip_rtp_ports_per_worker",
+    "dispatch_tick_seconds",
+)
 
 
 def _store(settings: Settings):  # type: ignore[no-untyped-def]
@@ -73,10 +94,15 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from dialer.storage import Conflict
+
     store = _store(settings)
     try:
         store.migrate()
         revoked = asyncio.run(store.revoke_api_key(args.key))
+    except Conflict as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
         store.dispose()
     if not revoked:
@@ -84,6 +110,58 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     print("revoked")
     return 0
+
+
+def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        tenant_id = UUID(args.tenant)
+    except ValueError:
+        print("error: --tenant must be a tenant id (UUID)", file=sys.stderr)
+        return 2
+    store = _store(settings)
+    try:
+        store.migrate()
+        if not asyncio.run(store.tenant_exists(tenant_id)):
+            print("error: no such tenant", file=sys.stderr)
+            return 1
+        keys = asyncio.run(store.list_api_keys(tenant_id))
+    finally:
+        store.dispose()
+    # The display prefix only: the key itself is not stored, and could not be shown if it were wanted.
+    _print_table(
+        ("id", "prefix", "kind", "created", "revoked"),
+        (
+            (str(k.id), k.prefix, k.scope, _when(k.created_at), _when(k.revoked_at) if k.revoked_at else "-")
+            for k in keys
+        ),
+    )
+    return 0
+
+
+def cmd_tenants_list(settings: Settings, _args: argparse.Namespace) -> int:
+    store = _store(settings)
+    try:
+        store.migrate()
+        tenants = asyncio.run(store.list_tenants())
+    finally:
+        store.dispose()
+    _print_table(
+        ("id", "name", "region", "created"),
+        ((str(t.id), t.name, t.default_region, _when(t.created_at)) for t in tenants),
+    )
+    return 0
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _print_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """Columns padded to their widest cell, so the output reads in a terminal and splits on spaces."""
+    table = [list(header), *(list(row) for row in rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -108,52 +186,107 @@ def _prospect_count(text: str) -> int:
     return count
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Each option's default after its help, and epilogs (the environment lists) kept as written."""
+
+
+def _version() -> str:
+    try:
+        return metadata.version("sip-dialer")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def environment_help(names: Iterable[str]) -> str:
+    """The epilog listing the settings a command reads: variable, default and meaning."""
+    lines = ["environment (read at start-up; see README, Configuration):"]
+    for name in names:
+        field = Settings.model_fields[name]
+        default = "unset" if field.default is None else str(field.default)
+        meaning = f"  {field.description}" if field.description else ""
+        lines.append(f"  DIALER_{name.upper()} (default: {default}){meaning}")
+    return "\n".join(lines)
+
+
+def _command(
+    commands: argparse._SubParsersAction,  # type: ignore[type-arg]
+    name: str,
+    help: str,
+    settings: Iterable[str] = _STORE_SETTINGS,
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, help=help, description=help, formatter_class=_Help, epilog=environment_help(settings)
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dialer", description="SIP gateway and outbound campaign dialer")
+    parser = argparse.ArgumentParser(
+        prog="dialer",
+        description="SIP gateway and outbound campaign dialer",
+        formatter_class=_Help,
+        epilog="Run `dialer COMMAND --help` for a command's options and the environment it reads.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser(
-        "demo", help="run a campaign against a scripted loopback carrier and show it live (needs SIPp)"
+    every = list(Settings.model_fields)
+    demo = _command(
+        commands,
+        "demo",
+        "run a campaign against a scripted loopback carrier and show it live (needs SIPp)",
+        [name for name in every if name not in DEMO_OWN_SETTINGS],
     )
-    demo.add_argument("--prospects", type=_prospect_count, default=20, help="how many to call (default 20)")
+    demo.add_argument("--prospects", type=_prospect_count, default=20, help="how many to call (1-60)")
     demo.add_argument("--data-dir", type=Path, default=Path("demo-data"), help="where its SQLite file goes")
     demo.add_argument(
         "--keep-running", action="store_true", help="leave the API up afterwards (Ctrl-C stops)"
     )
     demo.set_defaults(func=cmd_demo)
 
-    serve = commands.add_parser("serve", help="run the dialer: every role in one process, or one role")
+    serve = _command(commands, "serve", "run the dialer: every role in one process, or one role", every)
     serve.add_argument(
         "--role",
         choices=list(ROLES),
         default="all",
-        help="all (default): everything in one process; gateway: SIP workers, dispatcher, API-placed "
+        help="all: everything in one process; gateway: SIP workers, dispatcher, API-placed "
         "and inbound calls; scheduler: leader-elected scheduled starts; api: the REST API only "
         "(split roles need DIALER_REDIS_URL)",
     )
     serve.set_defaults(func=cmd_serve)
 
-    migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
-    migrate.set_defaults(func=cmd_migrate)
+    _command(commands, "migrate", "create or upgrade the database schema").set_defaults(func=cmd_migrate)
 
-    tenants = commands.add_parser("tenants", help="manage tenants").add_subparsers(
+    tenants = commands.add_parser("tenants", help="manage tenants", formatter_class=_Help).add_subparsers(
         dest="action", required=True
     )
-    create_tenant = tenants.add_parser("create", help="create a tenant and print its id")
+    create_tenant = _command(tenants, "create", "create a tenant and print its id")
     create_tenant.add_argument("name")
     create_tenant.add_argument("--region", default="US", help="default region for national numbers")
     create_tenant.add_argument(
         "--max-call-seconds", type=int, default=3600, help="longest call allowed (toll-fraud guard)"
     )
     create_tenant.set_defaults(func=cmd_tenants_create)
+    _command(tenants, "list", "list every tenant: id, name, region, created").set_defaults(
+        func=cmd_tenants_list
+    )
 
-    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="action", required=True)
-    create_key = keys.add_parser("create", help="create an API key and print it once")
+    keys = commands.add_parser("keys", help="manage API keys", formatter_class=_Help).add_subparsers(
+        dest="action", required=True
+    )
+    create_key = _command(keys, "create", "create an API key and print it once")
     create_key.add_argument("--tenant", required=True, help="tenant id")
     create_key.add_argument("--publishable", action="store_true", help="pk_live_ key (read-mostly)")
     create_key.set_defaults(func=cmd_keys_create)
-    revoke_key = keys.add_parser("revoke", help="revoke an API key at once")
-    revoke_key.add_argument("key", help="the key's id or its full plaintext")
+    list_keys = _command(
+        keys, "list", "list a tenant's keys: id, prefix, kind, created, revoked (never the key itself)"
+    )
+    list_keys.add_argument("--tenant", required=True, help="tenant id")
+    list_keys.set_defaults(func=cmd_keys_list)
+    revoke_key = _command(keys, "revoke", "revoke an API key at once")
+    revoke_key.add_argument(
+        "key", help="the key's id, the full key (sk_live_...) or its 12-character prefix (as keys list shows)"
+    )
     revoke_key.set_defaults(func=cmd_keys_revoke)
     return parser
 

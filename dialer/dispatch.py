@@ -22,7 +22,7 @@ from dialer.domain import (
     ProspectState,
     ProspectUpdate,
 )
-from dialer.outcome import Outcome, classify
+from dialer.outcome import Outcome, classify, end_reason
 from dialer.phone import country_of, is_local_to
 from dialer.ports import (
     CallAnswered,
@@ -82,7 +82,7 @@ def end_outcome(event: CallEnded) -> Outcome:
         return Outcome.UNKNOWN
     if event.transferred:
         return Outcome.TRANSFERRED
-    return classify(event.sip_code, event.confirmed, event.q850_cause)
+    return classify(event.sip_code, event.confirmed, event.q850_cause, event.reason)
 
 
 class Dispatcher:
@@ -384,7 +384,7 @@ class Dispatcher:
             await self.store.call_progress(event.attempt_id, answered_at=event.at)
         elif isinstance(event, CallEnded):
             outcome = end_outcome(event)
-            await self._settle(event.attempt_id, event, event.reason, outcome)
+            await self._settle(event.attempt_id, event, end_reason(event.sip_code, event.reason), outcome)
 
     async def _settle(
         self,

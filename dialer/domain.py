@@ -189,9 +189,15 @@ class OpenAttempt:
 
 @dataclass(frozen=True)
 class ProspectUpdate:
-    """What the retry policy decided for a prospect after an attempt."""
+    """What the retry policy decided for a prospect after an attempt.
+
+    ``not_before`` is the earliest the policy allows the next attempt (the retry delay or the asked
+    reschedule time) before the calling window moved it to ``next_attempt_at``: when the campaign's
+    window changes, the prospect is re-planned from it, never earlier.
+    """
 
     state: ProspectState
     next_attempt_at: datetime | None
     last_outcome: Outcome
     reason: str | None = None
+    not_before: datetime | None = None

@@ -25,6 +25,13 @@ _CAPACITY_CAUSES = frozenset({34, 38, 41, 42, 44, 47})
 # Q.850 causes that mean the number itself is wrong.
 _INVALID_CAUSES = frozenset({1, 3, 22, 28})
 
+#: The attempt's reason when the trunk's host did not resolve at dial time (no INVITE left).
+UNRESOLVED_HOST = "trunk host does not resolve"
+# How pjsip words a failed name lookup in the local 502 it ends such a call with: its own PJ_ERESOLVE
+# ("gethostbyname() has returned error (PJ_ERESOLVE)", measured: docs/pjsua2.md) and, were a DNS
+# resolver configured, pjlib-util's DNS errors (PJLIB_UTIL_EDNS_NXDOMAIN and the like).
+_RESOLVE_ERRORS = ("PJ_ERESOLVE", "gethostbyname()", "PJLIB_UTIL_EDNS")
+
 #: Outcomes after which the prospect is never dialled again, whatever the policy says.
 FINAL_OUTCOMES = frozenset({Outcome.ANSWERED, Outcome.TRANSFERRED, Outcome.INVALID_NUMBER, Outcome.REJECTED})
 
@@ -32,15 +39,29 @@ FINAL_OUTCOMES = frozenset({Outcome.ANSWERED, Outcome.TRANSFERRED, Outcome.INVAL
 REACHED_OUTCOMES = frozenset({Outcome.ANSWERED, Outcome.TRANSFERRED})
 
 
-def classify(sip_code: int | None, confirmed: bool, q850_cause: int | None = None) -> Outcome:
+def unresolved_host(sip_code: int | None, reason: str | None) -> bool:
+    """Whether the SIP stack ended the call itself because the trunk's host did not resolve.
+
+    pjsua2 reports it as a 502 of its own, before any INVITE leaves: not the carrier's answer, so
+    not ``capacity`` (a congested network), but a fault of the trunk's configuration or of DNS.
+    """
+    return sip_code == 502 and reason is not None and any(marker in reason for marker in _RESOLVE_ERRORS)
+
+
+def classify(
+    sip_code: int | None, confirmed: bool, q850_cause: int | None = None, reason: str | None = None
+) -> Outcome:
     """Map what the SIP stack reported at the end of a call to an outcome.
 
     ``confirmed`` says whether the dialog reached CONFIRMED (the callee answered): pjsua2 reports 200
     both for "answered, far end hung up" and "answered, we hung up", so the code alone cannot tell.
+    ``reason`` (the status text) tells a local 502 for an unresolvable trunk host from a carrier's.
     """
     if confirmed:
         return Outcome.ANSWERED
     if sip_code is None or sip_code == 0:
+        return Outcome.FAILED
+    if unresolved_host(sip_code, reason):
         return Outcome.FAILED
     if q850_cause in _CAPACITY_CAUSES:
         return Outcome.CAPACITY
@@ -58,6 +79,11 @@ def classify(sip_code: int | None, confirmed: bool, q850_cause: int | None = Non
     if sip_code in (502, 503, 504):
         return Outcome.CAPACITY
     return Outcome.FAILED
+
+
+def end_reason(sip_code: int | None, reason: str | None) -> str | None:
+    """The reason an attempt keeps: the SIP stack's text, or ours where ``classify`` gave it its own."""
+    return UNRESOLVED_HOST if unresolved_host(sip_code, reason) else reason
 
 
 def retry_bucket(outcome: Outcome) -> str | None:

@@ -10,6 +10,8 @@ from dialer.outcome import REACHED_OUTCOMES, Outcome, retry_bucket
 
 #: Moves a proposed attempt time to the next instant the calling window is open (None: never opens).
 Snap = Callable[[datetime], datetime | None]
+#: The hold reason of a prospect whose next attempt no opening of the calling window can take.
+WINDOW_NEVER_OPENS = "calling window never opens"
 
 
 class RescheduleRefused(ValueError):
@@ -94,11 +96,13 @@ def reschedule(
 
 def _pending_at(proposed: datetime, outcome: Outcome, snap: Snap | None) -> ProspectUpdate:
     if snap is None:
-        return ProspectUpdate(ProspectState.PENDING, proposed, outcome)
+        return ProspectUpdate(ProspectState.PENDING, proposed, outcome, not_before=proposed)
     opening = snap(proposed)
     if opening is None:
-        return ProspectUpdate(ProspectState.HELD, None, outcome, reason="calling window never opens")
-    return ProspectUpdate(ProspectState.PENDING, max(opening, proposed), outcome)
+        return ProspectUpdate(
+            ProspectState.HELD, None, outcome, reason=WINDOW_NEVER_OPENS, not_before=proposed
+        )
+    return ProspectUpdate(ProspectState.PENDING, max(opening, proposed), outcome, not_before=proposed)
 
 
 def _require_aware(moment: datetime) -> None:

@@ -18,7 +18,7 @@ from uuid import UUID
 from dialer.allocation import did_resource, trunk_resource
 from dialer.dispatch import end_outcome
 from dialer.domain import AttemptResult
-from dialer.outcome import Outcome
+from dialer.outcome import Outcome, end_reason
 from dialer.ports import (
     CallAnswered,
     CallEnded,
@@ -155,7 +155,9 @@ class SingleCalls:
             call.answered_at = event.at
             await self.store.call_progress(event.attempt_id, answered_at=event.at)
         elif isinstance(event, CallEnded):
-            await self._settle(event.attempt_id, event, end_outcome(event), event.reason)
+            await self._settle(
+                event.attempt_id, event, end_outcome(event), end_reason(event.sip_code, event.reason)
+            )
 
     async def _settle(
         self, call_id: UUID, event: CallEnded | None, outcome: Outcome, reason: str | None

@@ -79,10 +79,13 @@ async def get_campaign(cid: CampaignId, key: AnyKey, store: Store) -> CampaignPu
 
 @router.patch("/{id}", response_model=CampaignUpdated)
 @validation_code("VALIDATION_ERROR")
-async def update_campaign(
-    cid: CampaignId, body: CampaignUpdate, key: SecretKey, store: Store
-) -> CampaignUpdated:
-    """Change settings; ``from_numbers`` allocates more caller IDs. Null fields are left unchanged."""
+async def update_campaign(cid: CampaignId, body: CampaignUpdate, key: SecretKey, svc: Svc) -> CampaignUpdated:
+    """Change settings; ``from_numbers`` allocates more caller IDs. Null fields are left unchanged.
+
+    A new calling window (``timezone``, ``call_hours_start``/``end``, ``call_days``) applies at once:
+    prospects the old window deferred are checked against the new one now (retry delays still hold).
+    """
+    store = svc.store
     record = await service.owned_campaign(store, key.tenant_id, cid)
     changes = service.settings_of(body)
     if body.name is not None:
@@ -105,6 +108,8 @@ async def update_campaign(
         await store.allocate_dids(cid, ids)
     if changes:
         await store.update_campaign(cid, changes)
+    if svc.runtime is not None:
+        svc.runtime.campaigns_changed()  # re-planned prospects, caps or caller IDs: refill now
     updated = await service.owned_campaign(store, key.tenant_id, cid)
     return CampaignUpdated(
         id=updated.id, name=updated.spec.name, status=updated.status.value, updated_at=updated.updated_at

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 from api.deps import SecretKey, Store, parse_id
 from api.errors import BadRequest, Conflict, NotFound, validation_code
 from api.schemas.directory import Deleted, TrunkCreate, TrunkList, TrunkPublic, TrunkUpdate
+from api.services.trunks import require_resolvable
 from dialer.storage import Conflict as StoredAlready
 from dialer.storage import TrunkRecord, TrunkSpec
 
@@ -46,7 +47,9 @@ def _public(t: TrunkRecord) -> TrunkPublic:
 
 @router.post("", response_model=TrunkPublic, status_code=201)
 async def create_trunk(body: TrunkCreate, key: SecretKey, store: Store) -> TrunkPublic:
-    """Add a SIP trunk; CONFLICT when you have one with that name."""
+    """Add a SIP trunk; CONFLICT when you have one with that name, TRUNK_HOST_UNRESOLVABLE (400) when
+    its host (or its outbound proxy's host, if it has one) does not resolve."""
+    await require_resolvable(body.host, body.outbound_proxy)
     values = body.model_dump()
     values["register"] = values.pop("register_enabled")
     values["allowed_countries"] = tuple(values["allowed_countries"])
@@ -77,7 +80,8 @@ async def get_trunk(tid: TrunkId, key: SecretKey, store: Store) -> TrunkPublic:
 @router.patch("/{id}", response_model=TrunkPublic)
 @validation_code("VALIDATION_ERROR")
 async def update_trunk(tid: TrunkId, body: TrunkUpdate, key: SecretKey, store: Store) -> TrunkPublic:
-    """Change some settings; absent fields stay. A new password is stored, never echoed."""
+    """Change some settings; absent fields stay. A new password is stored, never echoed. A new host or
+    outbound proxy must resolve, as on creation (TRUNK_HOST_UNRESOLVABLE)."""
     changes = body.model_dump(exclude_unset=True)
     if "register_enabled" in changes:
         changes["register"] = changes.pop("register_enabled")
@@ -86,6 +90,12 @@ async def update_trunk(tid: TrunkId, body: TrunkUpdate, key: SecretKey, store: S
         raise BadRequest("VALIDATION_ERROR", f"{bad[0]}: may not be null")
     if not changes:
         raise BadRequest("BAD_REQUEST", "No fields provided")
+    if "host" in changes or "outbound_proxy" in changes:
+        current = await store.tenant_trunk(key.tenant_id, tid)
+        if current is None:
+            raise NotFound("TRUNK_NOT_FOUND", "trunk not found")
+        proxy = changes.get("outbound_proxy", current.spec.outbound_proxy)
+        await require_resolvable(changes.get("host", current.spec.host), proxy)
     try:
         found = await store.update_trunk(key.tenant_id, tid, changes)
     except StoredAlready:

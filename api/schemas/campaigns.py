@@ -50,10 +50,20 @@ class CampaignSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     provider: str | None = Field(None, description="a trunk name of yours restricts dialling to it")
-    timezone: str | None = Field(None, examples=["Asia/Kolkata"])
-    call_hours_start: ClockTime | None = Field(None, examples=["09:00:00"])
-    call_hours_end: ClockTime | None = Field(None, examples=["18:00:00"])
-    call_days: list[str] | None = Field(None, examples=[_DEFAULT_DAYS])
+    timezone: str | None = Field(
+        None, examples=["Asia/Kolkata"], description="IANA zone of the calling window (default UTC)"
+    )
+    call_hours_start: ClockTime | None = Field(
+        None, examples=["09:00:00"], description="calling window opens, campaign time (default 09:00:00)"
+    )
+    call_hours_end: ClockTime | None = Field(
+        None,
+        examples=["18:00:00"],
+        description="calling window closes (default 18:00:00); before the start: crosses midnight",
+    )
+    call_days: list[str] | None = Field(
+        None, examples=[_DEFAULT_DAYS], description="days the window opens (default Monday to Friday)"
+    )
     max_concurrent_calls: int | None = Field(None, ge=1, le=1000)
     call_timeout_seconds: int | None = Field(None, ge=5, le=600)
     use_vanira_managed: bool | None = None

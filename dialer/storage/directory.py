@@ -13,7 +13,14 @@ import sqlalchemy as sa
 
 from dialer.domain import ProspectState
 from dialer.storage.base import SqlBase, insert_ignoring_duplicates, require_owned, threaded, utcnow
-from dialer.storage.records import ApiKeyRecord, Conflict, NumberRecord, TrunkRecord, TrunkSpec
+from dialer.storage.records import (
+    ApiKeyRecord,
+    Conflict,
+    NumberRecord,
+    TenantRecord,
+    TrunkRecord,
+    TrunkSpec,
+)
 from dialer.storage.routing import trunk_from_row
 from dialer.storage.tables import agents, api_keys, dnc_entries, phone_numbers, prospects, tenants, trunks
 
@@ -27,6 +34,21 @@ _STOPPABLE = [s.value for s in (ProspectState.PENDING, ProspectState.HELD, Prosp
 def hash_api_key(plaintext: str) -> str:
     """The SHA-256 hex digest under which a key is stored and looked up."""
     return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def _key_match(key: UUID | str) -> sa.ColumnElement[bool]:
+    """Which api_keys row ``key`` names: an id (UUID or its text), a full key (by hash) or a prefix."""
+    if isinstance(key, UUID):
+        return api_keys.c.id == key
+    text = key.strip()
+    try:
+        return api_keys.c.id == UUID(text)
+    except ValueError:
+        pass
+    if len(text) > _PREFIX_LENGTH and text.startswith(("sk_live_", "pk_live_")):
+        # A whole key: never compared in clear, looked up by the digest it is stored under.
+        return api_keys.c.key_hash == hash_api_key(text)
+    return api_keys.c.prefix == text
 
 
 class DirectoryAdmin(SqlBase):
@@ -93,12 +115,14 @@ class DirectoryAdmin(SqlBase):
 
     @threaded
     def revoke_api_key(self, key: UUID | str) -> bool:
-        """Revoke by key id or by display prefix (``sk_live_ab12``); False when nothing live matched.
+        """Revoke by key id, by the full plaintext key or by display prefix (``sk_live_ab12``).
 
-        Raises Conflict when a prefix matches several live keys: revoke those by id.
+        ``key`` may be a UUID or its text (what a CLI user pastes); a full key is matched by its
+        SHA-256, like ``resolve_api_key``. False when nothing live matched; Conflict when a prefix
+        matches several live keys: revoke those by id.
         """
-        match = api_keys.c.id == key if isinstance(key, UUID) else api_keys.c.prefix == key
         with self._engine.begin() as conn:
+            match = _key_match(key)
             ids = conn.scalars(sa.select(api_keys.c.id).where(match, api_keys.c.revoked_at.is_(None))).all()
             if len(ids) > 1:
                 raise Conflict(f"{len(ids)} live keys start with {key!r}; revoke by key id")
@@ -106,6 +130,17 @@ class DirectoryAdmin(SqlBase):
                 return False
             conn.execute(sa.update(api_keys).where(api_keys.c.id == ids[0]).values(revoked_at=utcnow()))
         return True
+
+    @threaded
+    def list_tenants(self) -> list[TenantRecord]:
+        """Every tenant, oldest first (the CLI's ``tenants list``)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(*(tenants.c[f.name] for f in fields(TenantRecord))).order_by(
+                    tenants.c.created_at, tenants.c.name
+                )
+            ).mappings()
+            return [TenantRecord(**row) for row in rows]
 
     @threaded
     def list_api_keys(self, tenant_id: UUID) -> list[ApiKeyRecord]:

@@ -139,6 +139,17 @@ class NumberRecord:
 
 
 @dataclass(frozen=True)
+class TenantRecord:
+    """A tenant as the CLI lists it."""
+
+    id: UUID
+    name: str
+    default_region: str
+    max_call_duration_seconds: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class ApiKeyRecord:
     """A stored API key, without its secret (only the display prefix is kept in clear)."""
 

@@ -303,6 +303,7 @@ def _apply_to_prospect(
     values: dict[str, Any] = {
         "state": _if_dialing(update.state.value, prospects.c.state),
         "next_attempt_at": _if_dialing(update.next_attempt_at, prospects.c.next_attempt_at),
+        "not_before": _if_dialing(update.not_before, prospects.c.not_before),
         "hold_reason": _if_dialing(update.reason, prospects.c.hold_reason),
         "last_outcome": update.last_outcome.value,
         "updated_at": result.ended_at,

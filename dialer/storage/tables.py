@@ -204,6 +204,9 @@ class ProspectRow(SQLModel, table=True):
     custom: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     state: str = "pending"
     next_attempt_at: datetime | None = _opt_ts()
+    # The earliest the retry policy allows the next attempt, before the calling window moved it to
+    # next_attempt_at (None: never attempted). A campaign's new window re-plans from it, never earlier.
+    not_before: datetime | None = _opt_ts()
     attempts_busy: int = 0
     attempts_no_answer: int = 0
     attempts_failed: int = 0

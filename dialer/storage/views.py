@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -21,6 +22,7 @@ from dialer.storage.records import (
     attempt_from_row,
     prospect_from_row,
 )
+from dialer.storage.replan import WINDOW_FIELDS, replan_window
 from dialer.storage.tables import (
     agents,
     attempts,
@@ -30,6 +32,8 @@ from dialer.storage.tables import (
     prospects,
     tenants,
 )
+
+log = logging.getLogger(__name__)
 
 #: The seed's call statuses, in the order a call goes through them.
 CALL_STATUSES = ("triggered", "in-progress", "completed", "failed")
@@ -229,17 +233,32 @@ class CampaignViews(SqlBase):
             return result.rowcount == 1
 
     @threaded
-    def update_campaign(self, campaign_id: UUID, changes: Mapping[str, Any]) -> bool:
-        """Change campaign settings (CampaignSpec field names, already validated); False if unknown."""
+    def update_campaign(
+        self, campaign_id: UUID, changes: Mapping[str, Any], *, now: datetime | None = None
+    ) -> bool:
+        """Change campaign settings (CampaignSpec field names, already validated); False if unknown.
+
+        A change of the calling window (zone, hours, days) re-plans, in the same transaction, the
+        prospects the old window deferred (dialer/storage/replan.py): due at ``now`` or at their
+        retry time, for the dispatcher to check against the new window.
+        """
         if unknown := set(changes) - _EDITABLE:
             raise ValueError(f"cannot change {sorted(unknown)}")
+        now = now or utcnow()
         values = dict(changes)
         if "call_days" in values:
             values["call_days"] = list(values["call_days"])
-        values["updated_at"] = utcnow()
+        values["updated_at"] = now
         with self._engine.begin() as conn:
             result = conn.execute(sa.update(campaigns).where(campaigns.c.id == campaign_id).values(values))
-            return result.rowcount == 1
+            if result.rowcount != 1:
+                return False
+            if WINDOW_FIELDS & set(changes):
+                replanned = replan_window(conn, campaign_id, now)
+                log.info(
+                    "campaign %s: window changed, %d waiting prospects re-planned", campaign_id, replanned
+                )
+            return True
 
     @threaded
     def record_worker_connected(self, call_id: UUID, at: datetime) -> bool:

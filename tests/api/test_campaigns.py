@@ -9,7 +9,15 @@ from uuid import UUID, uuid4
 import pytest
 
 from api.seed_examples import CAMPAIGN_CREATE
-from dialer.domain import CampaignStatus
+from dialer.domain import (
+    AttemptResult,
+    CampaignStatus,
+    NewAttempt,
+    Prospect,
+    ProspectState,
+    ProspectUpdate,
+)
+from dialer.outcome import Outcome
 from dialer.storage import SqlStore
 from tests.api.conftest import DID, DID_2, FakeRuntime, Tenant, assert_error
 
@@ -17,6 +25,9 @@ from tests.api.conftest import DID, DID_2, FakeRuntime, Tenant, assert_error
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+PENDING = ProspectState.PENDING
 
 
 def seed_body(agent: UUID, **changes: Any) -> dict[str, Any]:
@@ -269,3 +280,79 @@ async def test_ids_and_tenants(acme: Tenant, other: Tenant) -> None:
     # Another tenant's agent is as unknown as a made-up one.
     assert_error(await other.client.post("/campaigns", json=seed_body(acme.agent)), 404, "AGENT_NOT_FOUND")
     assert (await acme.client.get(f"/campaigns/{campaign}")).json()["status"] == "draft"
+
+
+async def _attempted(store: SqlStore, acme: Tenant, prospect: Prospect, update: ProspectUpdate) -> None:
+    """Record one ended attempt for ``prospect`` and apply the retry policy's ``update``."""
+    now = datetime.now(UTC)
+    attempt = NewAttempt(
+        id=uuid4(),
+        tenant_id=acme.id,
+        campaign_id=prospect.campaign_id,
+        prospect_id=prospect.id,
+        attempt_number=1,
+        from_did_id=acme.did,
+        from_number=DID,
+        to_number=prospect.phone,
+        trunk_id=acme.trunk,
+        lease_token=1,
+        created_at=now,
+    )
+    assert await store.claim_attempt(attempt, now)
+    assert await store.finish_attempt(attempt.id, AttemptResult(update.last_outcome, now), update)
+
+
+async def test_patching_the_window_replans_what_the_old_window_deferred(
+    acme: Tenant, store: SqlStore, runtime: FakeRuntime
+) -> None:
+    phones = [f"+1415555{2680 + i}" for i in range(6)]
+    candidates = [{"name": f"P{i}", "phone": phone} for i, phone in enumerate(phones)]
+    body = seed_body(acme.agent, candidates=candidates, start_campaign=True)
+    campaign = UUID((await acme.client.post("/campaigns", json=body)).json()["campaign_id"])
+    listed, _ = await store.list_prospects(campaign)
+    fresh, retried, retry_due, held, no_zone, done = sorted(listed, key=lambda p: phones.index(p.phone))
+
+    now = datetime.now(UTC)
+    opening = now + timedelta(hours=20)  # the old window's next opening
+    retry = now + timedelta(hours=1)  # the busy retry that the old window moved to its opening
+    soon = now + timedelta(minutes=30)  # a retry inside the old window: not the window's doing
+    await store.defer_prospect(fresh.id, opening, "campaign_hours")
+    await store.defer_prospect(held.id, None, "campaign_day", hold=True)
+    await store.defer_prospect(no_zone.id, None, "unknown_timezone", hold=True)
+    await _attempted(store, acme, retried, ProspectUpdate(PENDING, opening, Outcome.BUSY, not_before=retry))
+    await _attempted(store, acme, retry_due, ProspectUpdate(PENDING, soon, Outcome.BUSY, not_before=soon))
+    await _attempted(store, acme, done, ProspectUpdate(ProspectState.COMPLETED, None, Outcome.ANSWERED))
+
+    async def state(prospect: Prospect) -> tuple[str, datetime | None]:
+        found = await store.get_prospect(prospect.id)
+        assert found is not None
+        return found.state.value, found.next_attempt_at
+
+    url = f"/campaigns/{campaign}"
+    changed = runtime.changed
+    assert (await acme.client.patch(url, json={"max_retries_busy": 3})).status_code == 200
+    assert await state(fresh) == ("pending", opening), "no window change, nothing re-planned"
+
+    before = datetime.now(UTC)
+    patched = await acme.client.patch(
+        url, json={"timezone": "America/Los_Angeles", "call_hours_start": "00:00:00"}
+    )
+    assert patched.status_code == 200, patched.text
+    after = datetime.now(UTC)
+    assert runtime.changed == changed + 2, "every PATCH wakes the dispatcher"
+
+    for prospect in (fresh, held):  # due now: the dispatcher checks them against the new window
+        status, due = await state(prospect)
+        assert status == "pending" and due is not None and before <= due <= after, prospect.name
+    assert await state(retried) == ("pending", retry), "a retry is never brought before its delay"
+    assert await state(retry_due) == ("pending", soon)
+    assert await state(no_zone) == ("held", None), "no window opens for a number with no known zone"
+    assert (await state(done))[0] == "completed"
+    got = (await acme.client.get(url)).json()
+    assert got["call_hours_start"] == "00:00:00" and got["timezone"] == "America/Los_Angeles"
+
+    # A completed campaign never dials again: its holds stay (they would only show as pending).
+    await store.defer_prospect(fresh.id, None, "campaign_day", hold=True)
+    assert await store.set_campaign_status(campaign, CampaignStatus.COMPLETED, expect=[CampaignStatus.ACTIVE])
+    assert (await acme.client.patch(url, json={"call_days": ["Saturday"]})).status_code == 200
+    assert await state(fresh) == ("held", None)

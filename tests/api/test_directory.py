@@ -16,7 +16,7 @@ async def test_trunks(acme: Tenant, other: Tenant, store: SqlStore) -> None:
         "/trunks",
         json={
             "name": "carrier",
-            "host": "sip.carrier.example",
+            "host": "localhost",  # POST /trunks resolves the host: only loopback names do here
             "transport": "tls",
             "port": 5061,
             "username": "acme",
@@ -41,7 +41,7 @@ async def test_trunks(acme: Tenant, other: Tenant, store: SqlStore) -> None:
     assert "s3cret-pass" not in (await acme.client.get("/trunks")).text
 
     assert_error(
-        await acme.client.post("/trunks", json={"name": "carrier", "host": "x.example"}), 409, "CONFLICT"
+        await acme.client.post("/trunks", json={"name": "carrier", "host": "127.0.0.1"}), 409, "CONFLICT"
     )
     assert_error(
         await acme.client.post("/trunks", json={"name": "t", "host": "h", "transport": "ws"}),
@@ -55,6 +55,56 @@ async def test_trunks(acme: Tenant, other: Tenant, store: SqlStore) -> None:
     )
     assert_error(await other.client.get(f"/trunks/{trunk['id']}"), 404, "TRUNK_NOT_FOUND")
     assert_error(await acme.client.get("/trunks/xyz"), 400, "BAD_REQUEST_FORMAT")
+
+
+async def test_trunk_host_must_resolve(acme: Tenant, store: SqlStore) -> None:
+    for host in ("nonexistent.invalid", "sip.carrier.invalid", "not a host"):
+        error = assert_error(
+            await acme.client.post("/trunks", json={"name": "typo", "host": host}),
+            400,
+            "TRUNK_HOST_UNRESOLVABLE",
+        )
+        assert host in str(error["message"])
+    assert [t.spec.name for t in await store.list_trunks(acme.id)] == ["main"], "nothing stored"
+    # With an outbound proxy, INVITEs go to the proxy: its host is the one that must resolve.
+    proxied = await acme.client.post(
+        "/trunks",
+        json={
+            "name": "proxied",
+            "host": "carrier.internal.invalid",
+            "outbound_proxy": "sip:127.0.0.1:5070;lr",
+        },
+    )
+    assert proxied.status_code == 201, proxied.text
+    assert_error(
+        await acme.client.post(
+            "/trunks", json={"name": "p2", "host": "127.0.0.1", "outbound_proxy": "sip:proxy.nowhere.invalid"}
+        ),
+        400,
+        "TRUNK_HOST_UNRESOLVABLE",
+    )
+    for host in ("127.0.0.1", "::1", "[::1]", "localhost"):
+        created = await acme.client.post("/trunks", json={"name": f"ok {host}", "host": host})
+        assert created.status_code == 201, (host, created.text)
+
+    ok = (await acme.client.post("/trunks", json={"name": "spare", "host": "localhost"})).json()["id"]
+    assert_error(
+        await acme.client.patch(f"/trunks/{ok}", json={"host": "nonexistent.invalid"}),
+        400,
+        "TRUNK_HOST_UNRESOLVABLE",
+    )
+    # Dropping the proxy of a trunk whose own host does not resolve is refused too.
+    assert_error(
+        await acme.client.patch(f"/trunks/{proxied.json()['id']}", json={"outbound_proxy": None}),
+        400,
+        "TRUNK_HOST_UNRESOLVABLE",
+    )
+    stored = await store.tenant_trunk(acme.id, UUID(ok))
+    assert stored is not None and stored.spec.host == "localhost", "a refused PATCH changes nothing"
+    # The stored "main" trunk (host sip.example.net, unresolvable here) may still change other fields.
+    assert (await acme.client.patch(f"/trunks/{acme.trunk}", json={"max_cps": 3})).status_code == 200
+    patched = await acme.client.patch(f"/trunks/{ok}", json={"host": "127.0.0.1"})
+    assert patched.status_code == 200 and patched.json()["host"] == "127.0.0.1"
 
 
 async def test_agents(acme: Tenant, other: Tenant) -> None:
@@ -110,7 +160,7 @@ async def test_trunk_patch_and_delete(
     acme: Tenant, other: Tenant, store: SqlStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("DEBUG")
-    spare = (await acme.client.post("/trunks", json={"name": "spare", "host": "h.example"})).json()["id"]
+    spare = (await acme.client.post("/trunks", json={"name": "spare", "host": "localhost"})).json()["id"]
     patched = await acme.client.patch(
         f"/trunks/{spare}", json={"password": "s3cret-pw", "max_cps": 5, "register": True}
     )

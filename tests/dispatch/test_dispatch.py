@@ -262,6 +262,34 @@ async def test_closed_window_defers_to_the_next_opening(make_world) -> None:  # 
     assert await dispatcher.fill_all() == 2
 
 
+async def test_a_window_change_redials_what_the_old_window_deferred_but_not_before_a_retry(
+    make_world,
+) -> None:  # type: ignore[no-untyped-def]
+    # 09:00 in Los Angeles; the campaign's window closes at 09:01.
+    world: World = await make_world(prospects=1, call_hours_start=time(8, 0), call_hours_end=time(9, 1))
+    launcher = FakeLauncher()
+    dispatcher = world.dispatcher(launcher)
+    assert await dispatcher.fill_all() == 1
+    # Busy: the 180 s retry (09:03) falls outside the window, so it waits for tomorrow's 08:00.
+    await settle_all(dispatcher, launcher, world, sip_code=486, confirmed=False, cause=17)
+    world.clock.advance(minutes=1)
+    await world.store.add_prospects(world.campaign, [("Q", "+14155552700", {})], now=world.clock())
+    assert await dispatcher.fill_all() == 0
+    assert dispatcher.stats.deferred == {"campaign_hours": 1}, "the new prospect waits for 08:00 tomorrow"
+
+    await world.store.update_campaign(world.campaign, {"name": "Spring 2"}, now=world.clock())
+    assert await dispatcher.fill_all() == 0, "a change that leaves the window alone re-plans nothing"
+
+    await world.store.update_campaign(world.campaign, {"call_hours_end": time(20, 0)}, now=world.clock())
+    assert await dispatcher.fill_all() == 1, "the deferred prospect is dialled as soon as the window opens"
+    assert launcher.placed[-1].to_number == "+14155552700"
+    world.clock.advance(seconds=119)  # 09:02:59: the busy retry is due at 09:03:00
+    assert await dispatcher.fill_all() == 0, "a retry waits for its delay, new window or not"
+    world.clock.advance(seconds=1)
+    assert await dispatcher.fill_all() == 1
+    assert [r.to_number for r in launcher.placed] == ["+14155552600", "+14155552700", "+14155552600"]
+
+
 async def test_crash_reconciliation_settles_unknown_and_never_redials_the_attempt(make_world) -> None:  # type: ignore[no-untyped-def]
     world: World = await make_world(prospects=3, did_cap=1, retry_delay_failed_seconds=300)
     crashed = FakeLauncher()

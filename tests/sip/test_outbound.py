@@ -9,7 +9,8 @@ from dataclasses import replace
 
 import pytest
 
-from dialer.outcome import Outcome, classify
+from dialer.dispatch import end_outcome
+from dialer.outcome import UNRESOLVED_HOST, Outcome, classify, end_reason
 from dialer.ports import CallAnswered, CallRinging, LaunchRefused
 from sip.trunks import Transport
 from tests.sip.peers import CALLEE, DID, GatewayFactory, free_port, until
@@ -103,6 +104,23 @@ async def test_no_response_at_all(gateway: GatewayFactory) -> None:
         assert hole.recv(4096).startswith(b"INVITE ")
     assert (ended.sip_code, ended.confirmed, ended.ringing_at) == (487, False, None)
     assert classify(ended.sip_code, ended.confirmed) is Outcome.NO_ANSWER
+
+
+@pytest.mark.parametrize("transport", [Transport.UDP, Transport.TCP])
+async def test_unresolvable_trunk_host_ends_failed_not_capacity(gateway: GatewayFactory, transport) -> None:
+    # A trunk host that resolved when it was saved but not any more: pjsua2 ends the call itself
+    # with a 502 of its own, at once, and nothing is sent.
+    gw = await gateway()
+    trunk = replace(gw.trunk(5060, transport=transport), host="nonexistent.invalid")
+    gw.trunks[trunk.id] = trunk
+    request = gw.request(trunk)
+    await gw.gateway.place(request)
+    ended = await gw.ended(request.attempt_id, within=5)
+    assert (ended.sip_code, ended.confirmed, ended.ringing_at) == (502, False, None)
+    assert "PJ_ERESOLVE" in (ended.reason or "")
+    assert end_outcome(ended) is Outcome.FAILED
+    assert end_reason(ended.sip_code, ended.reason) == UNRESOLVED_HOST
+    assert gw.gateway.live_attempts() == set()
 
 
 @pytest.mark.parametrize(("password", "code"), [("s3cret", 200), ("wrong", 403)])

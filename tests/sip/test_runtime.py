@@ -400,3 +400,33 @@ async def test_inbound_call_shows_as_live_while_it_is_up(stack: Stack, sipp) -> 
     assert await caller.finished() == 0
     ended = await until(lambda: next((c for c in stack.calls() if c.ended_at), None), 10)
     assert (ended.outcome, ended.answered_at) == ("answered", live.answered_at)
+
+
+async def test_a_trunk_host_that_no_longer_resolves_fails_the_attempt_not_capacity(stack: Stack) -> None:
+    # Stored directly: POST /trunks would refuse this host; DNS may change after a trunk is saved.
+    trunk = await stack.store.create_trunk(
+        stack.tenant, TrunkSpec(name="gone", host="nonexistent.invalid", port=5060, max_cps=100)
+    )
+    did = await stack.store.import_number(stack.tenant, DIDS[0], trunk, country="GB")
+    campaign = await stack.store.create_campaign(
+        stack.tenant,
+        CampaignSpec(
+            name="Spring",
+            agent_id=stack.agent,
+            timezone="Europe/London",
+            call_days=EVERY_DAY,
+            retry_delay_failed_seconds=3600,
+            **ALL_DAY,  # type: ignore[arg-type]
+        ),
+        status=CampaignStatus.ACTIVE,
+    )
+    await stack.store.allocate_dids(campaign, [did])
+    await stack.store.add_prospects(campaign, [("Ann", "+442079460201", {})])
+    stack.runtime.campaigns_changed()
+
+    [call] = await until(lambda: [c for c in stack.calls() if c.ended_at is not None], 15)
+    assert (call.outcome, call.reason, call.sip_code) == ("failed", "trunk host does not resolve", 502)
+    [prospect], _ = await stack.store.list_prospects(campaign)
+    assert prospect.last_outcome == "failed" and prospect.attempts_failed == 1
+    assert prospect.state == "pending" and prospect.next_attempt_at is not None
+    assert len(stack.calls()) == 1, "retried after the campaign's failed-call delay, not at once"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dialer.outcome import Outcome, classify, is_retryable, retry_bucket
+from dialer.outcome import UNRESOLVED_HOST, Outcome, classify, end_reason, is_retryable, retry_bucket
 
 
 @pytest.mark.parametrize(
@@ -28,6 +28,27 @@ from dialer.outcome import Outcome, classify, is_retryable, retry_bucket
 )
 def test_classify_table(code: int | None, confirmed: bool, cause: int | None, expected: Outcome) -> None:
     assert classify(code, confirmed, cause) is expected
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "expected", "kept"),
+    [
+        # pjsua2's own 502 when the trunk host does not resolve (measured: tests/sip/test_outbound.py).
+        (502, "gethostbyname() has returned error (PJ_ERESOLVE)", Outcome.FAILED, UNRESOLVED_HOST),
+        (502, 'DNS "Name Error" (PJLIB_UTIL_EDNS_NXDOMAIN)', Outcome.FAILED, UNRESOLVED_HOST),
+        # A carrier's own 502 stays a congested network, its reason kept.
+        (502, "Bad Gateway", Outcome.CAPACITY, "Bad Gateway"),
+        (502, None, Outcome.CAPACITY, None),
+        # The resolver's words on another code are not ours to reinterpret.
+        (503, "gethostbyname() has returned error (PJ_ERESOLVE)", Outcome.CAPACITY, None),
+    ],
+)
+def test_unresolvable_trunk_host_is_failed_not_capacity(
+    code: int, reason: str | None, expected: Outcome, kept: str | None
+) -> None:
+    assert classify(code, False, None, reason) is expected
+    assert end_reason(code, reason) == (kept if code == 502 else reason)
+    assert classify(code, True, None, reason) is Outcome.ANSWERED
 
 
 def test_confirmed_wins_over_any_code() -> None:

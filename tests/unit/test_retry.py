@@ -72,17 +72,19 @@ def test_retry_outside_window_moves_to_next_opening() -> None:
     opening = NOW + timedelta(hours=17)
     update = after_attempt(prospect(), Outcome.BUSY, POLICY, NOW, snap=lambda _t: opening)
     assert update.next_attempt_at == opening
+    # The retry time itself is kept: a new window re-plans from it, never earlier.
+    assert update.not_before == NOW + timedelta(seconds=180)
 
 
 def test_retry_inside_window_keeps_the_delay() -> None:
     update = after_attempt(prospect(), Outcome.BUSY, POLICY, NOW, snap=lambda t: t)
-    assert update.next_attempt_at == NOW + timedelta(seconds=180)
+    assert update.next_attempt_at == update.not_before == NOW + timedelta(seconds=180)
 
 
 def test_window_that_never_opens_holds_the_prospect() -> None:
     update = after_attempt(prospect(), Outcome.BUSY, POLICY, NOW, snap=lambda _t: None)
     assert update.state is ProspectState.HELD
-    assert update.next_attempt_at is None
+    assert update.next_attempt_at is None and update.not_before == NOW + timedelta(seconds=180)
 
 
 def test_naive_clock_is_refused() -> None:
