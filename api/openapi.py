@@ -6,14 +6,23 @@
 
 The two ways to send a key (``X-API-Key``, ``Authorization: Bearer``) are security schemes declared
 in api.deps, so FastAPI lists them and /docs can "Authorize".
+
+/docs (Swagger UI) and /redoc load their scripts and styles from this app, out of the fastapi-offline
+package's copy of swagger-ui-dist and redoc: FastAPI's defaults fetch them from a CDN, which leaves a
+blank page on a machine without Internet access (and lets a third party serve code to the console).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import HTMLResponse
 
 from api.seed_examples import REQUESTS, RESPONSES
 
@@ -50,6 +59,43 @@ _ERRORS = {
 }
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
 _GATEWAY_PREFIXES = ("/calls", "/webhook/")  # routes that hand call actions to the SIP gateway
+
+
+#: Where the docs pages' assets are served from (swagger-ui-bundle.js, swagger-ui.css, redoc.standalone.js).
+DOCS_ASSETS = "/docs-assets"
+_ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
+
+
+def install_docs(app: FastAPI) -> None:
+    """/docs and /redoc, with every asset served by ``app`` itself (create the app with docs_url=None)."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=_ASSETS_DIR), name="docs-assets")
+    title = app.title
+    redirect = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{title} - Swagger UI",
+            oauth2_redirect_url=redirect,
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get(redirect, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title=f"{title} - ReDoc",
+            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,  # fonts from Google are a network fetch too
+        )
 
 
 def install(app: FastAPI) -> None:
