@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import zoneinfo
 from datetime import datetime, time
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+)
 
 from dialer.domain import WEEKDAYS
+from dialer.storage.records import weekday_name
 
 _DEFAULT_DAYS = list(WEEKDAYS[:5])
 #: Longest wait between two attempts of a prospect (30 days); also keeps values in a 32-bit column.
@@ -78,6 +88,23 @@ class CampaignSettings(BaseModel):
         "every later attempt to the number, in every campaign, stops; the call itself goes on. "
         '"" clears it',
     )
+
+    # Checked here, not when the spec is built: so a bad zone or day is reported with every other
+    # field error of the body in one answer (CampaignSpec checks again, for callers other than the API).
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                zoneinfo.ZoneInfo(value)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r} (an IANA name like Europe/London)") from None
+        return value
+
+    @field_validator("call_days")
+    @classmethod
+    def _known_days(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [weekday_name(day) for day in value]
 
 
 class CampaignCreate(CampaignSettings):
@@ -179,7 +206,10 @@ class CampaignSummary(BaseModel):
 
 
 class CampaignList(BaseModel):
+    """GET /campaigns: the seed's ``data``, and ``total`` as every list has."""
+
     data: list[CampaignSummary]
+    total: int
 
 
 class CampaignUpdated(BaseModel):
