@@ -75,12 +75,14 @@ def create_app(
     )
     errors.install(app)
     routers = (health, campaigns, prospects, numbers, calls, tools, trunks, agents, dnc, keys, webhooks_route)
-    for module in routers if public else (health,):
+    included = routers if public else (health,)
+    for module in included:
         app.include_router(module.router)
     if metrics is not None:
         metrics_route.install(app, metrics)
     if public:
-        openapi.install(app)  # the seed's examples, the real error answers, the key schemes
+        # the seed's examples, each route's real error answers, the key schemes
+        openapi.install(app, [route for module in included for route in module.router.routes])
         openapi.install_docs(app)  # /docs and /redoc, offline
     return app
 
