@@ -164,7 +164,7 @@ def _responses(operation: dict[str, Any], codes: list[str]) -> None:
         by_status.setdefault(str(error_codes.CODES[code].status), []).append(code)
     for status, group in sorted(by_status.items()):
         answer: dict[str, Any] = {
-            "description": "; ".join(f"{c}: {error_codes.CODES[c].meaning}" for c in group),
+            "description": "\n".join(f"- `{c}`: {error_codes.CODES[c].meaning}" for c in group),
             "content": {
                 "application/json": {
                     "schema": {"$ref": f"#/components/schemas/{ERROR_BODY}"},
