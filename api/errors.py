@@ -13,7 +13,7 @@ seed's code where the seed names one (docs/errors.md lists every code, its statu
     ├── Conflict                    409  CONFLICT, INVALID_CAMPAIGN_TRANSITION, CALL_ENDED, ...
     ├── RateLimited                 429  RATE_LIMITED (carries Retry-After)
     ├── BadGateway                  502  UPSTREAM_SERVICE_ERROR (the gateway refused a call action)
-    └── Unavailable                 503  UPSTREAM_SERVICE_TIMEOUT, UPSTREAM_SERVICE_ERROR, NOT_READY
+    └── Unavailable                 503  UPSTREAM_SERVICE_TIMEOUT, NOT_READY
 
 Every bad request value or shape is ONE code, VALIDATION_ERROR, whichever of the seed's spellings its
 section uses (BAD_REQUEST_FORMAT, validation_error, bad_request, BAD_REQUEST): a client handles one
@@ -158,7 +158,7 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     if any(err.get("type") == "json_invalid" for err in errors):
-        return _respond(BadRequest(VALIDATION_ERROR, not_json(await request.body())))
+        return _respond(invalid_field("", not_json(await request.body())))
     return _respond(invalid(field_errors(errors) or [{"field": "", "reason": "invalid request"}]))
 
 
@@ -198,7 +198,7 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 404:
         return _respond(NotFound("NOT_FOUND", "no such route"))
     if exc.status_code == 400:  # Starlette could not read the body (e.g. a broken multipart form)
-        return _respond(BadRequest(VALIDATION_ERROR, str(exc.detail)))
+        return _respond(invalid_field("", str(exc.detail)))
     error = ApiError("HTTP_ERROR", str(exc.detail))
     error.status = exc.status_code
     return _respond(error)

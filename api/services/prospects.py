@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from api.deps import Services
-from api.errors import VALIDATION_ERROR, BadRequest, field_errors, invalid, invalid_field, not_json
+from api.errors import field_errors, invalid, invalid_field, not_json
 from api.schemas.campaigns import Candidate
 from api.schemas.prospects import MAX_UPLOAD, ProspectBatch, ProspectUpload, RowError
 from api.services.campaigns import normalise_rows
@@ -24,7 +24,7 @@ def candidates_from_json(raw: bytes) -> list[Candidate]:
     except ValidationError as exc:
         errors = exc.errors(include_input=False)
         if any(err["type"] == "json_invalid" for err in errors):
-            raise BadRequest(VALIDATION_ERROR, not_json(raw)) from None
+            raise invalid_field("", not_json(raw)) from None
         raise invalid(field_errors(errors)) from None
     return batch.prospects
 

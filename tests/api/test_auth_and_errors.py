@@ -87,6 +87,7 @@ async def test_framework_errors_use_the_error_body(acme: Tenant) -> None:
     )
     error = assert_error(response, 400, "VALIDATION_ERROR")
     assert error["message"] == "request body is not valid JSON: Expecting ',' delimiter at line 1 column 14"
+    assert error["details"] == [{"field": "", "reason": error["message"]}]
     campaign = (await acme.client.post("/campaigns", json=seed_body(acme.agent))).json()["campaign_id"]
     response = await acme.client.post(
         f"/campaigns/{campaign}/prospects", content=b"{not json", headers={"Content-Type": "application/json"}
