@@ -117,12 +117,12 @@ async def refuse_nul(request: Request) -> None:
         raise invalid_field("", "NUL characters are not allowed in a request")
 
 
-def parse_id(raw: str, what: str) -> UUID:
+def parse_id(raw: str, what: str, field: str = "id") -> UUID:
     """A path id as a UUID, else VALIDATION_ERROR naming the id (the seed's "not a valid UUID")."""
     try:
         return UUID(raw)
     except ValueError:
-        raise invalid_field("id", f"{what} is not a valid UUID") from None
+        raise invalid_field(field, f"{what} is not a valid UUID") from None
 
 
 #: Paging of list routes: at most 500 rows a page, and an offset a 64-bit database column can hold

@@ -33,14 +33,14 @@ CODES: dict[str, Code] = {
         400,
         "A request value or shape is wrong: a body field, a path id, a query value, malformed JSON. "
         "`error.details` lists every field at fault (`field`, `reason`) and the message names them all.",
-        "2 invalid fields: timezone: unknown time zone 'Mars/Base' (an IANA name like Europe/London); "
-        "candidates.0.phone: not a valid phone number",
+        "nothing was created: 2 invalid fields: timezone: unknown time zone 'Mars/Base' (an IANA name "
+        "like Europe/London); candidates.0.phone: too short",
         details=(
             {
                 "field": "timezone",
                 "reason": "unknown time zone 'Mars/Base' (an IANA name like Europe/London)",
             },
-            {"field": "candidates.0.phone", "reason": "not a valid phone number"},
+            {"row": 1, "field": "candidates.0.phone", "reason": "too short"},
         ),
         routes="every route with a body, a path id or a query",
     ),
@@ -200,6 +200,56 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("get", "/ready"): ("NOT_READY",),
 }
 
+_NUMBER_NOT_YOURS = [{"field": "from_numbers.0", "reason": "not one of your phone numbers"}]
+_CAMPAIGN_NOT_STARTABLE = "cannot {} a campaign that is {}"
+
+#: (method, path, code) -> the message (and details) the route words that code with, where it differs
+#: from the code's own example.
+ROUTE_EXAMPLES: dict[tuple[str, str, str], tuple[str, list[dict[str, Any]]]] = {
+    ("post", "/campaigns", "AGENT_NOT_FOUND"): (
+        "agent_id: agent not found",
+        [{"field": "agent_id", "reason": "agent not found"}],
+    ),
+    ("post", "/campaigns", "PHONE_NUMBER_NOT_FOUND"): (
+        "from_numbers.0: not one of your phone numbers",
+        _NUMBER_NOT_YOURS,
+    ),
+    ("patch", "/campaigns/{id}", "PHONE_NUMBER_NOT_FOUND"): (
+        "from_numbers.0: not one of your phone numbers",
+        _NUMBER_NOT_YOURS,
+    ),
+    ("post", "/campaigns/{id}/start", "INVALID_CAMPAIGN_TRANSITION"): (
+        _CAMPAIGN_NOT_STARTABLE.format("start", "active"),
+        [],
+    ),
+    ("post", "/campaigns/{id}/resume", "INVALID_CAMPAIGN_TRANSITION"): (
+        _CAMPAIGN_NOT_STARTABLE.format("resume", "draft"),
+        [],
+    ),
+    ("post", "/campaigns/{id}/schedule-start", "INVALID_CAMPAIGN_TRANSITION"): (
+        _CAMPAIGN_NOT_STARTABLE.format("schedule", "active"),
+        [],
+    ),
+    ("post", "/phone-numbers/import", "CONFLICT"): ("Number already exists in system; delete it first", []),
+    ("delete", "/trunks/{id}", "CONFLICT"): ("trunk is in use: 2 phone number(s) use this trunk", []),
+    ("delete", "/agents/{id}", "CONFLICT"): (
+        "agent is in use: 2 campaign(s) and 1 phone number(s) use this agent",
+        [],
+    ),
+    ("post", "/calls/create", "INSUFFICIENT_SCOPE"): (
+        "a publishable key (pk_live_) cannot create SIP calls",
+        [],
+    ),
+    ("post", "/calls/create", "PHONE_NUMBER_NOT_FOUND"): (
+        "sip_data.from_number is not one of your numbers",
+        [],
+    ),
+    ("post", "/calls/create", "UPSTREAM_SERVICE_TIMEOUT"): (
+        "the SIP gateway did not place the call: no capacity",
+        [],
+    ),
+}
+
 #: Codes derived from the route (api/openapi.py): any keyed route, a secret-key route, one with input.
 KEYED = ("UNAUTHORIZED", "INVALID_API_KEY", "RATE_LIMITED")
 SECRET = ("INSUFFICIENT_SCOPE",)
@@ -207,13 +257,46 @@ WITH_INPUT = ("VALIDATION_ERROR",)
 ALWAYS = ("INTERNAL_SERVER_ERROR", "DATABASE_ERROR")
 
 
-def example_body(code: str) -> dict[str, Any]:
-    """The error body the API answers with for ``code``, with its example message (and details)."""
+def example_body(code: str, route: tuple[str, str] | None = None) -> dict[str, Any]:
+    """The error body ``route`` (or any route) answers with for ``code``: its message (and details)."""
     entry = CODES[code]
-    error: dict[str, Any] = {"code": code, "message": entry.example}
-    if entry.details:
-        error["details"] = list(entry.details)
+    message, details = entry.example, list(entry.details)
+    if route is not None and (own := ROUTE_EXAMPLES.get((*route, code))) is not None:
+        message, details = own
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = list(details)
     return {"success": False, "error": error}
+
+
+def invalid_body(details: list[dict[str, Any]]) -> dict[str, Any]:
+    """A VALIDATION_ERROR body as api.errors.invalid makes it, for a route's own example."""
+    parts = [f"{d['field']}: {d['reason']}" if d["field"] else d["reason"] for d in details]
+    message = parts[0] if len(parts) == 1 else f"{len(parts)} invalid fields: " + "; ".join(parts)
+    return {"success": False, "error": {"code": "VALIDATION_ERROR", "message": message, "details": details}}
+
+
+#: What the route-derived VALIDATION_ERROR examples say (tests/api/test_error_examples.py sends these).
+NOT_A_DICT = "Input should be a valid dictionary or object to extract fields from"
+LIMIT_TOO_SMALL = "Input should be greater than or equal to 1"
+NOT_A_PHONE = "not a phone number"
+
+
+def validation_example(path: str, body_schema: dict[str, Any] | None) -> dict[str, Any]:
+    """The VALIDATION_ERROR a route answers to its most common mistake, as that route words it:
+    a malformed path id, a body without its required fields (or not an object), a page of 0."""
+    if "{id}" in path:
+        what = f"{path.split('/')[1].rstrip('s')} id"
+        return invalid_body([{"field": "id", "reason": f"{what} is not a valid UUID"}])
+    if "{number}" in path or "{phone}" in path:
+        field = "number" if "{number}" in path else "phone"
+        return invalid_body([{"field": field, "reason": NOT_A_PHONE}])
+    if body_schema is not None:
+        required = body_schema.get("required", [])
+        if required:
+            return invalid_body([{"field": name, "reason": "Field required"} for name in required])
+        return invalid_body([{"field": "", "reason": NOT_A_DICT}])
+    return invalid_body([{"field": "limit", "reason": LIMIT_TOO_SMALL}])
 
 
 def documented(document: dict[str, Any]) -> dict[str, list[str]]:

@@ -139,7 +139,7 @@ def complete(schema: dict[str, Any], secret: set[tuple[str, str]]) -> None:
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
             codes = route_codes(operation, method, path, (method, path) in secret)
-            _responses(operation, codes)
+            _responses(operation, codes, method, path, _body_schema(operation, schemas))
             _examples(operation, method, path)
 
 
@@ -156,7 +156,26 @@ def route_codes(operation: dict[str, Any], method: str, path: str, secret: bool)
     return list(dict.fromkeys(codes))
 
 
-def _responses(operation: dict[str, Any], codes: list[str]) -> None:
+def _body_schema(operation: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON body's schema, its $ref resolved; None without a JSON body."""
+    content = operation.get("requestBody", {}).get("content", {}).get("application/json")
+    if content is None:
+        return None
+    body: dict[str, Any] = content.get("schema", {})
+    if "$ref" in body:
+        body = schemas[body["$ref"].rsplit("/", 1)[-1]]
+    return body
+
+
+def _example(code: str, method: str, path: str, body_schema: dict[str, Any] | None) -> dict[str, Any]:
+    if code == "VALIDATION_ERROR":
+        return error_codes.validation_example(path, body_schema)
+    return error_codes.example_body(code, (method, path))
+
+
+def _responses(
+    operation: dict[str, Any], codes: list[str], method: str, path: str, body: dict[str, Any] | None
+) -> None:
     responses = operation.setdefault("responses", {})
     responses.pop("422", None)
     by_status: dict[str, list[str]] = {}
@@ -169,7 +188,7 @@ def _responses(operation: dict[str, Any], codes: list[str]) -> None:
                 "application/json": {
                     "schema": {"$ref": f"#/components/schemas/{ERROR_BODY}"},
                     "examples": {
-                        code: {"summary": code, "value": error_codes.example_body(code)} for code in group
+                        code: {"summary": code, "value": _example(code, method, path, body)} for code in group
                     },
                 }
             },

@@ -41,7 +41,7 @@ _UPLOAD_BODY: dict[str, Any] = {
 
 
 def prospect_id(pid: str) -> UUID:
-    return parse_id(pid, "prospect id")
+    return parse_id(pid, "prospect id", "pid")
 
 
 @router.post("", response_model=ProspectUpload, status_code=201, openapi_extra=_UPLOAD_BODY)

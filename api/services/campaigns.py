@@ -17,11 +17,13 @@ from api.schemas.campaigns import (
     CampaignPublic,
     CampaignSettings,
     Candidate,
+    zone_problem,
 )
 from dialer.domain import CampaignStatus, ProspectState
 from dialer.phone import InvalidPhoneNumber, parse_phone
 from dialer.storage import CampaignRecord, CampaignSpec, SqlStore
 from dialer.storage.campaigns import ProspectRow
+from dialer.storage.records import weekday_name
 
 #: The seed's limit on ``candidates`` in one POST /campaigns; bigger lists go to /prospects.
 MAX_CANDIDATES = 50
@@ -140,7 +142,6 @@ async def create_campaign(svc: Services, tenant_id: UUID, body: CampaignCreate) 
     """Validate everything first, then store campaign, caller IDs and prospects, then maybe start."""
     store = svc.store
     region = (body.default_region or await store.tenant_region(tenant_id) or "US").upper()
-    spec = build_spec(body.name, body.agent_id, settings_of(body), region)
     did_ids, rows, errors, missing = await _check_create(store, tenant_id, body, region)
     if errors:
         # All or nothing, every problem in one answer: a campaign holds at most 50 candidates, so the
@@ -150,6 +151,7 @@ async def create_campaign(svc: Services, tenant_id: UUID, body: CampaignCreate) 
     if missing:
         code = "AGENT_NOT_FOUND" if missing[0]["field"] == "agent_id" else "PHONE_NUMBER_NOT_FOUND"
         raise NotFound(code, describe_missing(missing), details=missing)
+    spec = build_spec(body.name, body.agent_id, settings_of(body), region)
     campaign_id = await store.create_campaign(tenant_id, spec)
     if did_ids:
         await store.allocate_dids(campaign_id, did_ids)
@@ -178,7 +180,7 @@ async def _check_create(
 ) -> tuple[list[UUID], list[ProspectRow], list[dict[str, Any]], list[dict[str, Any]]]:
     """POST /campaigns' checks beyond the body's shape: the DIDs' ids, the rows, what is wrong, what is
     not found. Every check runs: the caller-ID rule does not hide a bad phone or an unknown agent."""
-    errors: list[dict[str, Any]] = []
+    errors = _schedule_errors(body)
     if len(body.candidates) > MAX_CANDIDATES:
         errors.append(
             {
@@ -199,6 +201,19 @@ async def _check_create(
     if await store.tenant_agent(tenant_id, body.agent_id) is None:
         missing.insert(0, {"field": "agent_id", "reason": "agent not found"})
     return did_ids, rows, errors, missing
+
+
+def _schedule_errors(body: CampaignCreate) -> list[dict[str, Any]]:
+    """The time zone and weekdays the calling window needs, each one that is unknown."""
+    errors = []
+    if body.timezone is not None and (reason := zone_problem(body.timezone)):
+        errors.append({"field": "timezone", "reason": reason})
+    for index, day in enumerate(body.call_days or ()):
+        try:
+            weekday_name(day)
+        except ValueError as exc:
+            errors.append({"field": f"call_days.{index}", "reason": str(exc)})
+    return errors
 
 
 NO_CALLER_IDS = (

@@ -190,26 +190,32 @@ async def test_create_errors_follow_the_seed(acme: Tenant, store: SqlStore) -> N
 
 
 async def test_every_field_error_of_a_body_comes_in_one_answer(acme: Tenant, store: SqlStore) -> None:
-    # Shape errors (types, zone, weekdays, ranges) all at once ...
-    shape = seed_body(acme.agent, timezone="Mars/Olympus", call_days=["Funday"], max_concurrent_calls=0)
+    # Shape errors (missing fields, types, ranges) all at once ...
+    shape = seed_body(acme.agent, max_concurrent_calls=0, call_timeout_seconds="soon")
     del shape["name"]
     error = assert_error(await acme.client.post("/campaigns", json=shape), 400, "VALIDATION_ERROR")
     fields = {d["field"] for d in error["details"]}  # type: ignore[attr-defined]
-    assert fields == {"name", "timezone", "call_days", "max_concurrent_calls"}, error
-    assert all(f in str(error["message"]) for f in fields) and "Value error" not in str(error["message"])
-    # ... then phones, caller IDs and agent together: the caller-ID rule masks none of them.
-    body = seed_body(uuid4(), from_numbers=[], use_vanira_managed=False)
+    assert fields == {"name", "max_concurrent_calls", "call_timeout_seconds"}, error
+    assert all(f in str(error["message"]) for f in fields)
+    # ... then time zone, weekdays, phones, caller IDs and agent together: the caller-ID rule masks none.
+    body = seed_body(uuid4(), from_numbers=[], use_vanira_managed=False, timezone="Mars/Olympus")
+    body["call_days"] = ["Monday", "Funday"]
     body["candidates"] = [{"name": "A", "phone": "+14155552671"}, {"name": "B", "phone": "12"}]
     error = assert_error(await acme.client.post("/campaigns", json=body), 400, "VALIDATION_ERROR")
-    assert {d["field"] for d in error["details"]} == {  # type: ignore[attr-defined]
+    assert [d["field"] for d in error["details"]] == [  # type: ignore[attr-defined]
+        "timezone",
+        "call_days.1",
         "candidates.1.phone",
         "from_numbers",
         "agent_id",
-    }, error
-    assert "No Caller IDs" in str(error["message"]) and "agent not found" in str(error["message"])
+    ], error
+    message = str(error["message"])
+    assert "Mars/Olympus" in message and "Funday" in message and "No Caller IDs" in message
+    assert "agent not found" in message and "Value error" not in message
     body = seed_body(uuid4(), from_numbers=["+14155559999", "12"])
     error = assert_error(await acme.client.post("/campaigns", json=body), 400, "VALIDATION_ERROR")
-    assert {d["field"] for d in error["details"]} == {"from_numbers.0", "from_numbers.1", "agent_id"}  # type: ignore[attr-defined]
+    fields = {d["field"] for d in error["details"]}  # type: ignore[attr-defined]
+    assert fields == {"from_numbers.0", "from_numbers.1", "agent_id"}, error
     # An unknown agent and number alone: the seed's 404, still naming both.
     error = assert_error(
         await acme.client.post("/campaigns", json=seed_body(uuid4(), from_numbers=["+14155559999"])),

@@ -77,6 +77,16 @@ def check(response: httpx.Response, code: str, documented: dict[str, Any], where
     assert set(documented["error"]) <= set(body["error"]), (where, body)
     if code == "VALIDATION_ERROR":
         assert all({"field", "reason"} <= set(d) for d in body["error"]["details"]), (where, body)
+        if where.endswith(" generic"):  # the route's own example: this very answer
+            assert body["error"] == documented["error"], (where, body)
+    route = tuple(where.split()[:2])
+    if (*route, code) in error_codes.ROUTE_EXAMPLES and where.endswith(" recipe"):
+        # The route's own wording, counts aside ("2 phone number(s) use this trunk").
+        assert _counts_aside(body["error"]["message"]) == _counts_aside(documented["error"]["message"]), where
+
+
+def _counts_aside(message: str) -> str:
+    return re.sub(r"\b\d+\b", "N", message)
 
 
 @dataclass
@@ -86,6 +96,7 @@ class World:
     acme: Tenant
     runtime: FakeRuntime
     store: SqlStore
+    document: dict[str, Any] | None = None  # the OpenAPI document, once fetched
 
     def reset(self) -> None:
         """The runtime as the fixture made it: accepting, healthy, its own methods."""
@@ -220,9 +231,12 @@ def _delete_own(path: str, attr: str) -> Recipe:
 
 
 RECIPES: dict[tuple[str, str, str], Recipe] = {
-    ("post", "/campaigns", "AGENT_NOT_FOUND"): _post("/campaigns", lambda w: examples.CAMPAIGN_CREATE),
+    ("post", "/campaigns", "AGENT_NOT_FOUND"): _post(
+        "/campaigns", lambda w: examples.CAMPAIGN_CREATE | {"from_numbers": [DID]}
+    ),
     ("post", "/campaigns", "PHONE_NUMBER_NOT_FOUND"): _post(
-        "/campaigns", lambda w: mine(examples.CAMPAIGN_CREATE, agent_id=w.acme.agent)
+        "/campaigns",
+        lambda w: mine(examples.CAMPAIGN_CREATE, agent_id=w.acme.agent) | {"from_numbers": [UNKNOWN_PHONE]},
     ),
     ("patch", "/campaigns/{id}", "AGENT_NOT_FOUND"): lambda w: _patch_campaign(w, {"agent_id": str(uuid4())}),
     ("patch", "/campaigns/{id}", "PHONE_NUMBER_NOT_FOUND"): lambda w: _patch_campaign(
@@ -305,17 +319,28 @@ async def generic(world: World, method: str, path: str, code: str) -> httpx.Resp
         return await acme.anonymous.request(method, fill(path), json=body, headers=bogus)
     if code == "INSUFFICIENT_SCOPE" and (method, path) != ("post", "/calls/create"):
         return await acme.public.request(method, fill(path), json=body)
-    if code == "VALIDATION_ERROR":
+    if code == "VALIDATION_ERROR":  # the mistakes error_codes.validation_example words
         if "{" in path:
             bad = fill(path, id="not-a-uuid", pid="not-a-uuid", number="abc", phone="abc")
             return await acme.client.request(method, bad, json=body)
         if method in ("get", "delete"):
             return await acme.client.request(method, path, params={"limit": 0})
-        return await acme.client.request(method, path, json=[])
+        return await acme.client.request(
+            method, path, json={} if _requires_fields(world, method, path) else []
+        )
     prefix = next((p for p in PATH_RESOURCE if path.startswith(p)), None)
     if prefix is not None and PATH_RESOURCE[prefix] == code:
         return await acme.client.request(method, fill(path), json=body)
     return None
+
+
+def _requires_fields(world: World, method: str, path: str) -> bool:
+    """Whether the route's JSON body has required fields (then ``{}`` is the mistake to make)."""
+    assert world.document is not None
+    schema = world.document["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+    if "$ref" in schema:
+        schema = world.document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    return bool(schema.get("required"))
 
 
 @pytest.fixture
@@ -336,15 +361,17 @@ async def test_every_documented_error_is_what_the_route_answers(world: World) ->
                     continue  # test_every_keyed_route_is_rate_limited
                 world.reset()
                 recipe = RECIPES.get((method, path, code))
+                world.document = document
                 if recipe is not None:
                     used.add((method, path, code))
-                    response = await recipe(world)
+                    response, how = await recipe(world), "recipe"
                 else:
-                    response = await generic(world, method, path, code)
+                    response, how = await generic(world, method, path, code), "generic"
                 if response is None:
                     untriggered.add(code)
                     continue
-                check(response, code, answer_of(document, method, path, code), f"{method} {path} {code}")
+                where = f"{method} {path} {code} {how}"
+                check(response, code, answer_of(document, method, path, code), where)
                 checked += 1
     assert untriggered <= UNTRIGGERED, untriggered - UNTRIGGERED
     assert used == set(RECIPES), set(RECIPES) - used  # no recipe for a code no longer documented
@@ -457,6 +484,14 @@ async def test_every_request_example_is_accepted(open_world: Tenant) -> None:
     await send("post", "/keys", "/keys", examples.KEY_CREATE)
     await send("post", "/webhooks", "/webhooks", examples.WEBHOOK_CREATE)
     assert sent == set(examples.REQUESTS), set(examples.REQUESTS) - sent
+    document = (await open_world.anonymous.get("/openapi.json")).json()
+    with_body = {
+        (method, path)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if "application/json" in operation.get("requestBody", {}).get("content", {})
+    }
+    assert with_body == sent, with_body ^ sent  # every JSON body documented has an example, tried here
 
 
 async def test_the_table_in_docs_errors_md_is_current(acme: Tenant) -> None:
