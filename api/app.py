@@ -60,7 +60,9 @@ def create_app(
         title="SIP dialer",
         version=dialer.__version__,
         description=_DESCRIPTION,
-        openapi_url="/openapi.json" if public else None,  # None: no /docs either
+        openapi_url="/openapi.json" if public else None,
+        docs_url=None,  # FastAPI's pages load their assets from a CDN: openapi.install_docs serves them
+        redoc_url=None,
         dependencies=[Depends(refuse_nul)],
     )
     app.state.services = Services(
@@ -73,11 +75,15 @@ def create_app(
     )
     errors.install(app)
     routers = (health, campaigns, prospects, numbers, calls, tools, trunks, agents, dnc, keys, webhooks_route)
-    for module in routers if public else (health,):
+    included = routers if public else (health,)
+    for module in included:
         app.include_router(module.router)
     if metrics is not None:
         metrics_route.install(app, metrics)
-    openapi.install(app)  # the seed's examples, the real error answers, the key schemes
+    if public:
+        # the seed's examples, each route's real error answers, the key schemes
+        openapi.install(app, [route for module in included for route in module.router.routes])
+        openapi.install_docs(app)  # /docs and /redoc, offline
     return app
 
 

@@ -10,7 +10,7 @@ from uuid import UUID
 from fastapi import Depends, Query, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from api.errors import BadRequest, Forbidden, RateLimited, Unauthorized, validation_code_of
+from api.errors import Forbidden, RateLimited, Unauthorized, invalid_field
 from api.ratelimit import RateLimits, SharedBuckets, TokenBuckets
 from api.runtime import ApiRuntime
 from dialer.storage import SqlStore
@@ -114,15 +114,15 @@ async def refuse_nul(request: Request) -> None:
     body = await request.body()  # cached: the route reads it again
     params = [*request.path_params.values(), *request.query_params.values()]
     if b"\x00" in body or b"\\u0000" in body or any("\x00" in str(value) for value in params):
-        raise BadRequest(validation_code_of(request), "NUL characters are not allowed in a request")
+        raise invalid_field("", "NUL characters are not allowed in a request")
 
 
-def parse_id(raw: str, code: str, what: str) -> UUID:
-    """A path id as a UUID, or the seed's bad-format error for that resource."""
+def parse_id(raw: str, what: str, field: str = "id") -> UUID:
+    """A path id as a UUID, else VALIDATION_ERROR naming the id (the seed's "not a valid UUID")."""
     try:
         return UUID(raw)
     except ValueError:
-        raise BadRequest(code, f"{what} is not a valid UUID") from None
+        raise invalid_field(field, f"{what} is not a valid UUID") from None
 
 
 #: Paging of list routes: at most 500 rows a page, and an offset a 64-bit database column can hold

@@ -1,11 +1,11 @@
 """The API's one error tree, mapped once to the seed's body ``{"success": false, "error": {...}}``.
 
 Every error a route raises is an ``ApiError``; its class fixes the HTTP status, its ``code`` is the
-seed's code for that resource (codes differ per seed section, so they are given where raised)::
+seed's code where the seed names one (docs/errors.md lists every code, its status and its routes)::
 
-    ApiError                        (500, INTERNAL_SERVER_ERROR)
-    ├── BadRequest                  400  BAD_REQUEST_FORMAT, VALIDATION_ERROR, validation_error,
-    │                                    bad_request, BAD_REQUEST, WEB_CALLS_NOT_SUPPORTED
+    ApiError                        (500, INTERNAL_SERVER_ERROR, DATABASE_ERROR)
+    ├── BadRequest                  400  VALIDATION_ERROR (``invalid``), WEB_CALLS_NOT_SUPPORTED,
+    │                                    WEBHOOK_URL_NOT_ALLOWED, WEBHOOK_URL_UNRESOLVABLE, ...
     ├── Unauthorized                401  UNAUTHORIZED, INVALID_API_KEY
     ├── Forbidden                   403  INSUFFICIENT_SCOPE
     ├── NotFound                    404  CAMPAIGN_NOT_FOUND, CALL_NOT_FOUND, AGENT_NOT_FOUND, ...
@@ -13,18 +13,22 @@ seed's code for that resource (codes differ per seed section, so they are given 
     ├── Conflict                    409  CONFLICT, INVALID_CAMPAIGN_TRANSITION, CALL_ENDED, ...
     ├── RateLimited                 429  RATE_LIMITED (carries Retry-After)
     ├── BadGateway                  502  UPSTREAM_SERVICE_ERROR (the gateway refused a call action)
-    └── Unavailable                 503  UPSTREAM_SERVICE_TIMEOUT, UPSTREAM_SERVICE_ERROR, NOT_READY
+    └── Unavailable                 503  UPSTREAM_SERVICE_TIMEOUT, NOT_READY
 
-FastAPI's own request validation errors become ``BadRequest`` with the code the route declares
-(``validation_code``); Starlette's 404/405 become ``NotFound``/``MethodNotAllowed``; anything else is a
-500 whose body says nothing about the cause (the traceback goes to the log only).
+Every bad request value or shape is ONE code, VALIDATION_ERROR, whichever of the seed's spellings its
+section uses (BAD_REQUEST_FORMAT, validation_error, bad_request, BAD_REQUEST): a client handles one
+code, and ``error.details`` lists every field at fault (``field``, ``reason``), the message names them
+all. FastAPI's request validation errors and malformed JSON become that too; Starlette's 404/405
+become ``NotFound``/``MethodNotAllowed``; anything else is a 500 whose body says nothing about the
+cause (the traceback goes to the log only).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,8 +37,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ApiError(Exception):
@@ -111,14 +113,26 @@ class Unavailable(ApiError):
     status = 503
 
 
-def validation_code(code: str) -> Callable[[F], F]:
-    """Declare the code a route's request validation errors answer with (the seed differs per route)."""
+#: The one code of a request whose values or shape are wrong (a body field, a path id, a query).
+VALIDATION_ERROR = "VALIDATION_ERROR"
 
-    def mark(endpoint: F) -> F:
-        endpoint.validation_code = code  # type: ignore[attr-defined]
-        return endpoint
 
-    return mark
+def invalid(details: Sequence[dict[str, Any]], summary: str | None = None) -> BadRequest:
+    """VALIDATION_ERROR naming every field at fault: ``details`` holds ``field`` and ``reason`` each."""
+    return BadRequest(VALIDATION_ERROR, summary or describe(details), details=details)
+
+
+def invalid_field(field: str, reason: str) -> BadRequest:
+    """VALIDATION_ERROR for one field (a path id, a query value, one body field)."""
+    return invalid([{"field": field, "reason": reason}])
+
+
+def describe(details: Sequence[dict[str, Any]]) -> str:
+    """One message naming every problem: ``timezone: unknown time zone; candidates.0.phone: ...``."""
+    parts = [f"{d['field']}: {d['reason']}" if d.get("field") else str(d["reason"]) for d in details]
+    if len(parts) == 1:
+        return parts[0]
+    return f"{len(parts)} invalid fields: " + "; ".join(parts)
 
 
 def error_body(code: str, message: str, details: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -140,24 +154,41 @@ async def _on_api_error(_request: Request, exc: Exception) -> JSONResponse:
     return _respond(exc)
 
 
-def validation_code_of(request: Request) -> str:
-    """The code a route declared for its validation errors (``validation_code``), else VALIDATION_ERROR."""
-    route = request.scope.get("route")
-    code: str = getattr(getattr(route, "endpoint", None), "validation_code", "VALIDATION_ERROR")
-    return code
-
-
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    code = validation_code_of(request)
-    # Field paths and messages only: pydantic's "input" would echo phone numbers back into logs.
-    details = [
-        {"field": ".".join(str(part) for part in err.get("loc", ()) if part != "body"), "reason": err["msg"]}
-        for err in exc.errors()
-    ]
-    first = details[0] if details else {"field": "", "reason": "invalid request"}
-    where = f"{first['field']}: " if first["field"] else ""
-    return _respond(BadRequest(code, f"{where}{first['reason']}", details=details))
+    errors = exc.errors()
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return _respond(invalid_field("", not_json(await request.body())))
+    return _respond(invalid(field_errors(errors) or [{"field": "", "reason": "invalid request"}]))
+
+
+def field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Pydantic's errors as ``details``: field paths and messages only (its "input" would echo phone
+    numbers back), a validator's own message without pydantic's "Value error, " prefix."""
+    details = []
+    for err in errors:
+        reason = err["msg"]
+        if err.get("type") == "value_error" and "error" in err.get("ctx", {}):
+            reason = str(err["ctx"]["error"])
+        details.append({"field": _field(err.get("loc", ())), "reason": reason})
+    return details
+
+
+def _field(loc: Sequence[Any]) -> str:
+    """``body.candidates.0.phone`` -> ``candidates.0.phone``; a query or path value keeps its name."""
+    parts = [str(part) for part in loc]
+    return ".".join(parts[1:] if parts and parts[0] in ("body", "query", "path") else parts)
+
+
+def not_json(raw: bytes) -> str:
+    """Where the JSON of a body breaks, as Python's parser says it, for a message a human can act on."""
+    try:
+        json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    except (UnicodeDecodeError, ValueError):
+        pass
+    return "request body is not valid JSON"
 
 
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
@@ -167,7 +198,7 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 404:
         return _respond(NotFound("NOT_FOUND", "no such route"))
     if exc.status_code == 400:  # Starlette could not read the body (e.g. a broken multipart form)
-        return _respond(BadRequest(validation_code_of(request), str(exc.detail)))
+        return _respond(invalid_field("", str(exc.detail)))
     error = ApiError("HTTP_ERROR", str(exc.detail))
     error.status = exc.status_code
     return _respond(error)

@@ -1,7 +1,9 @@
-"""The seed API reference's examples (Campaigns, Calls, Phone Numbers), as the OpenAPI document shows them.
+"""The request and answer examples the OpenAPI document shows: the seed's (Campaigns, Calls, Phone
+Numbers) on its routes, and ours on our own routes (trunks, agents, prospects, do-not-call, keys, webhooks).
 
-Values are the seed's own, verbatim, except where noted (a request our API would refuse as written).
-Our responses carry every field these show, and more (tests/api/test_openapi.py checks the keys).
+Seed values are verbatim except where noted (a request our API would refuse as written). Every request
+example is accepted by the API, its ids swapped for the caller's (tests/api/test_error_examples.py);
+our answers carry every field the seed's answers show, and more (tests/api/test_openapi.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ CAMPAIGN_ID = "1a817016-a3f5-41c1-995c-c74a5fb33720"
 CAMPAIGN_CREATE = {
     "name": "Q1 Feedback Survey",
     "agent_id": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
-    "candidates": [{"name": "John Doe", "phone": "+1234567890"}],
+    # The seed's "+1234567890" is no phone number (too short for +1): the seed's own callee instead.
+    "candidates": [{"name": "John Doe", "phone": "+919182517283"}],
     "provider": "vonage",
     "timezone": "Asia/Kolkata",
     "call_hours_start": "09:00:00",
@@ -54,11 +57,12 @@ def transitioned(status: str, message: str) -> dict[str, Any]:
     }
 
 
-SCHEDULE_START = {"scheduled_start_time": "2026-04-01T09:00:00Z"}
+# The seed's 2026-04-01 is past: a start time must be in the future, so the year is moved on.
+SCHEDULE_START = {"scheduled_start_time": "2030-04-01T09:00:00Z"}
 SCHEDULED = {
     "success": True,
     "campaign_id": CAMPAIGN_ID,
-    "scheduled_start_time": "2026-04-01T09:00:00Z",
+    "scheduled_start_time": "2030-04-01T09:00:00Z",
     "status": "scheduled",
     "message": "Campaign start scheduled successfully",
     "extra_data": {"id": CAMPAIGN_ID, "status": "scheduled"},
@@ -205,7 +209,47 @@ NUMBER_LINK = {"phone_number": "+918071387205", "agent_id": "5396166a-f107-4918-
 NUMBER_LINKED = {"success": True, **NUMBER_LINK}
 NUMBER_DELETED = {"phone_number": "+918071387205", "deleted": True, "unassigned": True}
 
-#: (method, path) -> the seed's request body example.
+NUMBER_UPDATE = {"label": "Primary DID", "max_concurrent_calls": 3, "daily_cap": 500, "is_active": True}
+CALL_TRANSFER = {"to_number": "+919182517283", "mode": "auto"}
+
+# Our own resources (not in the seed). Hosts are IP literals of the documentation range 203.0.113.0/24:
+# they need no DNS (a trunk host or webhook URL that does not resolve is refused); put your own.
+TRUNK_CREATE = {
+    "name": "carrier",
+    "host": "203.0.113.5",
+    "port": 5060,
+    "transport": "udp",
+    "username": "acme",
+    "password": "s3cret",
+    "register": False,
+    "max_concurrent_calls": 20,
+    "max_cps": 2.0,
+    "allowed_countries": ["IN"],
+}
+TRUNK_UPDATE = {"max_concurrent_calls": 30, "max_cps": 5.0}
+AGENT_CREATE = {
+    "name": "Receptionist",
+    "worker_url": "wss://203.0.113.7/stream",
+    "transfer_number": "+918071387205",
+}
+AGENT_UPDATE = {"name": "Front desk"}
+PROSPECTS_UPLOAD = {
+    "prospects": [
+        {"name": "Jane Roe", "phone": "+919876543210", "plan": "gold"},
+        {"name": "Richard Roe", "phone": "+917268030283"},
+    ]
+}
+DNC_ADD = {"phone": "+917268030283", "reason": "asked not to be called"}
+KEY_CREATE = {"publishable": False}
+# A documentation address is not public: accepted where DIALER_WEBHOOK_ALLOW_PRIVATE=true, else
+# WEBHOOK_URL_NOT_ALLOWED. Put your endpoint's URL.
+WEBHOOK_CREATE = {
+    "url": "https://203.0.113.10/hooks/dialer",
+    "events": ["call.completed", "campaign.completed"],
+    "description": "CRM",
+}
+
+#: (method, path) -> the request body example.
 REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/campaigns"): CAMPAIGN_CREATE,
     ("patch", "/campaigns/{id}"): CAMPAIGN_PATCH,
@@ -214,6 +258,16 @@ REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/webhook/human-transfer"): HUMAN_TRANSFER,
     ("post", "/phone-numbers/import"): NUMBER_IMPORT,
     ("put", "/phone-numbers/link"): NUMBER_LINK,
+    ("patch", "/phone-numbers/{number}"): NUMBER_UPDATE,
+    ("post", "/calls/{id}/transfer"): CALL_TRANSFER,
+    ("post", "/campaigns/{id}/prospects"): PROSPECTS_UPLOAD,
+    ("post", "/trunks"): TRUNK_CREATE,
+    ("patch", "/trunks/{id}"): TRUNK_UPDATE,
+    ("post", "/agents"): AGENT_CREATE,
+    ("patch", "/agents/{id}"): AGENT_UPDATE,
+    ("post", "/dnc"): DNC_ADD,
+    ("post", "/keys"): KEY_CREATE,
+    ("post", "/webhooks"): WEBHOOK_CREATE,
 }
 #: (method, path) -> the seed's 200 response example.
 RESPONSES: dict[tuple[str, str], dict[str, Any]] = {

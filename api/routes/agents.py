@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends
 
 from api.deps import AnyKey, SecretKey, Store, parse_id
-from api.errors import BadRequest, Conflict, NotFound, validation_code
+from api.errors import Conflict, NotFound, invalid_field
 from api.schemas.directory import AgentCreate, AgentList, AgentPublic, AgentUpdate, Deleted
 from dialer.phone import InvalidPhoneNumber, parse_phone
 from dialer.storage import Conflict as StoredAlready
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/agents", tags=["agents"])
 
 
 def agent_id(id: str) -> UUID:
-    return parse_id(id, "BAD_REQUEST_FORMAT", "agent id")
+    return parse_id(id, "agent id")
 
 
 AgentId = Annotated[UUID, Depends(agent_id)]
@@ -31,7 +31,7 @@ async def _transfer_number(store: SqlStore, tenant_id: UUID, raw: str | None) ->
     try:
         return parse_phone(raw, await store.tenant_region(tenant_id))
     except InvalidPhoneNumber as exc:
-        raise BadRequest("VALIDATION_ERROR", f"transfer_number: {exc.reason}") from None
+        raise invalid_field("transfer_number", exc.reason) from None
 
 
 def _public(a: AgentRecord) -> AgentPublic:
@@ -57,7 +57,8 @@ async def create_agent(body: AgentCreate, key: SecretKey, store: Store) -> Agent
 @router.get("", response_model=AgentList)
 async def list_agents(key: AnyKey, store: Store) -> AgentList:
     """The tenant's agents by name."""
-    return AgentList(data=[_public(a) for a in await store.list_agents(key.tenant_id)])
+    data = [_public(a) for a in await store.list_agents(key.tenant_id)]
+    return AgentList(data=data, total=len(data))
 
 
 @router.get("/{id}", response_model=AgentPublic)
@@ -70,14 +71,13 @@ async def get_agent(aid: AgentId, key: AnyKey, store: Store) -> AgentPublic:
 
 
 @router.patch("/{id}", response_model=AgentPublic)
-@validation_code("VALIDATION_ERROR")
 async def update_agent(aid: AgentId, body: AgentUpdate, key: SecretKey, store: Store) -> AgentPublic:
     """Change name, worker URL or transfer number (null removes the transfer number)."""
     changes = body.model_dump(exclude_unset=True)
     if not changes:
-        raise BadRequest("BAD_REQUEST", "No fields provided")
+        raise invalid_field("", "No fields provided")
     if changes.get("name", "") is None or ("worker_url" in changes and changes["worker_url"] is None):
-        raise BadRequest("VALIDATION_ERROR", "name and worker_url may not be null")
+        raise invalid_field("name" if changes.get("name", "") is None else "worker_url", "may not be null")
     if "transfer_number" in changes:
         changes["transfer_number"] = await _transfer_number(store, key.tenant_id, changes["transfer_number"])
     updated = (

@@ -8,7 +8,6 @@ from uuid import UUID
 from fastapi import APIRouter, Depends
 
 from api.deps import AnyKey, PageLimit, PageOffset, SecretKey, Store, Svc, parse_id
-from api.errors import validation_code
 from api.runtime import CallRejected
 from api.schemas.calls import (
     CallActionAccepted,
@@ -25,21 +24,19 @@ router = APIRouter(prefix="/calls", tags=["calls"])
 
 
 def call_id(id: str) -> UUID:
-    return parse_id(id, "VALIDATION_ERROR", "call id")
+    return parse_id(id, "call id")
 
 
 CallId = Annotated[UUID, Depends(call_id)]
 
 
 @router.post("/create", response_model=CallCreated)
-@validation_code("VALIDATION_ERROR")
 async def create_call(body: CallCreate, key: AnyKey, svc: Svc) -> CallCreated:
     """Place one outbound SIP call now (secret keys only); answers once the gateway has taken it."""
     return await service.create_call(svc, key, body)
 
 
 @router.get("", response_model=CallList)
-@validation_code("VALIDATION_ERROR")
 async def list_calls(
     key: SecretKey,
     store: Store,
@@ -60,7 +57,8 @@ async def list_calls(
         limit=limit,
         offset=offset,
     )
-    return CallList(calls=[service.summary(v) for v in views], total=total)
+    calls = [service.summary(v) for v in views]
+    return CallList(calls=calls, data=calls, total=total)
 
 
 @router.get("/{id}", response_model=CallDetail)
@@ -70,7 +68,6 @@ async def get_call(cid: CallId, key: SecretKey, store: Store) -> CallDetail:
 
 
 @router.post("/{id}/transfer", response_model=CallActionAccepted)
-@validation_code("VALIDATION_ERROR")
 async def transfer_call(cid: CallId, body: TransferRequest, key: SecretKey, svc: Svc) -> CallActionAccepted:
     """Hand the callee to a human: SIP REFER, or a bridged call when REFER is refused (mode auto)."""
     view = await service.live_call(svc, key, cid)

@@ -10,7 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends
 
 from api.deps import AnyKey, SecretKey, Store, Svc, parse_id
-from api.errors import BadRequest, Conflict, NotFound, validation_code
+from api.errors import Conflict, NotFound, invalid_field
 from api.schemas.campaigns import (
     CampaignCreate,
     CampaignCreated,
@@ -31,14 +31,13 @@ router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 
 
 def campaign_id(id: str) -> UUID:
-    return parse_id(id, "BAD_REQUEST_FORMAT", "campaign id")
+    return parse_id(id, "campaign id")
 
 
 CampaignId = Annotated[UUID, Depends(campaign_id)]
 
 
 @router.post("", response_model=CampaignCreated)
-@validation_code("BAD_REQUEST_FORMAT")
 async def create_campaign(body: CampaignCreate, key: SecretKey, svc: Svc) -> CampaignCreated:
     """Create a campaign with up to 50 candidates; ``start_campaign`` starts it at once."""
     return await service.create_campaign(svc, key.tenant_id, body)
@@ -67,7 +66,7 @@ async def list_campaigns(key: AnyKey, store: Store) -> CampaignList:
                 updated_at=record.updated_at,
             )
         )
-    return CampaignList(data=data)
+    return CampaignList(data=data, total=len(data))
 
 
 @router.get("/{id}", response_model=CampaignPublic)
@@ -78,7 +77,6 @@ async def get_campaign(cid: CampaignId, key: AnyKey, store: Store) -> CampaignPu
 
 
 @router.patch("/{id}", response_model=CampaignUpdated)
-@validation_code("VALIDATION_ERROR")
 async def update_campaign(cid: CampaignId, body: CampaignUpdate, key: SecretKey, svc: Svc) -> CampaignUpdated:
     """Change settings; ``from_numbers`` allocates more caller IDs. Null fields are left unchanged.
 
@@ -95,16 +93,14 @@ async def update_campaign(cid: CampaignId, body: CampaignUpdate, key: SecretKey,
             raise NotFound("AGENT_NOT_FOUND", "agent not found")
         changes["agent_id"] = body.agent_id
     if not changes and not body.from_numbers:
-        raise BadRequest("BAD_REQUEST", "No fields provided")
+        raise invalid_field("", "No fields provided")
     try:
         dataclasses.replace(record.spec, **changes)  # the spec validates zone and weekdays
     except ValueError as exc:
-        raise BadRequest("VALIDATION_ERROR", str(exc)) from None
+        raise invalid_field("", str(exc)) from None
     region = record.spec.default_region or "US"
     if body.from_numbers:
-        ids = await service.resolve_from_numbers(
-            store, key.tenant_id, body.from_numbers, region, "VALIDATION_ERROR"
-        )
+        ids = await service.resolve_from_numbers(store, key.tenant_id, body.from_numbers, region)
         await store.allocate_dids(cid, ids)
     if changes:
         await store.update_campaign(cid, changes)
@@ -147,7 +143,6 @@ async def resume_campaign(cid: CampaignId, key: SecretKey, svc: Svc) -> Transiti
 
 
 @router.post("/{id}/schedule-start", response_model=Scheduled)
-@validation_code("BAD_REQUEST_FORMAT")
 async def schedule_start(cid: CampaignId, body: ScheduleStart, key: SecretKey, svc: Svc) -> Scheduled:
     """Start the campaign automatically at ``scheduled_start_time`` (kept in the database).
 

@@ -15,7 +15,7 @@ router = APIRouter(prefix="/keys", tags=["api keys"])
 
 
 def key_id(id: str) -> UUID:
-    return parse_id(id, "BAD_REQUEST_FORMAT", "key id")
+    return parse_id(id, "key id")
 
 
 @router.get("", response_model=KeyList)
@@ -23,12 +23,13 @@ async def list_keys(key: SecretKey, store: Store) -> KeyList:
     """The tenant's keys, newest first, revoked ones included (prefixes only, never secrets)."""
     keys = await store.list_api_keys(key.tenant_id)
     return KeyList(
+        total=len(keys),
         data=[
             KeyPublic(
                 id=k.id, prefix=k.prefix, scope=k.scope, created_at=k.created_at, revoked_at=k.revoked_at
             )
             for k in keys
-        ]
+        ],
     )
 
 

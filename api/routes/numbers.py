@@ -7,7 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter
 
 from api.deps import AnyKey, SecretKey, Store
-from api.errors import BadRequest, Conflict, NotFound, validation_code
+from api.errors import Conflict, NotFound, invalid_field
 from api.schemas.numbers import (
     NumberDeleted,
     NumberImport,
@@ -41,12 +41,12 @@ def _public(n: NumberRecord) -> NumberPublic:
     )
 
 
-async def _e164(store: SqlStore, tenant_id: UUID, raw: str) -> str:
+async def _e164(store: SqlStore, tenant_id: UUID, raw: str, field: str = "phone_number") -> str:
     region = await store.tenant_region(tenant_id)
     try:
         return parse_phone(raw, region)
     except InvalidPhoneNumber as exc:
-        raise BadRequest("BAD_REQUEST", f"phone_number: {exc.reason}") from None
+        raise invalid_field(field, exc.reason) from None
 
 
 async def _trunk(store: SqlStore, tenant_id: UUID, trunk_id: UUID | None) -> TrunkRecord:
@@ -58,12 +58,12 @@ async def _trunk(store: SqlStore, tenant_id: UUID, trunk_id: UUID | None) -> Tru
     trunks = await store.list_trunks(tenant_id)
     if len(trunks) != 1:
         why = "you have no trunk yet (POST /trunks)" if not trunks else "you have several trunks"
-        raise BadRequest("BAD_REQUEST", f"trunk_id is required: {why}")
+        raise invalid_field("trunk_id", f"required: {why}")
     return trunks[0]
 
 
-async def _number(store: SqlStore, tenant_id: UUID, raw: str) -> NumberRecord:
-    found = await store.find_number(tenant_id, await _e164(store, tenant_id, raw))
+async def _number(store: SqlStore, tenant_id: UUID, raw: str, field: str = "number") -> NumberRecord:
+    found = await store.find_number(tenant_id, await _e164(store, tenant_id, raw, field))
     if found is None:
         raise NotFound("PHONE_NUMBER_NOT_FOUND", "phone number not found")
     return found
@@ -72,11 +72,11 @@ async def _number(store: SqlStore, tenant_id: UUID, raw: str) -> NumberRecord:
 @router.get("", response_model=NumberList)
 async def list_numbers(key: AnyKey, store: Store) -> NumberList:
     """The tenant's numbers."""
-    return NumberList(numbers=[_public(n) for n in await store.list_numbers(key.tenant_id)])
+    numbers = [_public(n) for n in await store.list_numbers(key.tenant_id)]
+    return NumberList(numbers=numbers, data=numbers, total=len(numbers))
 
 
 @router.post("/import", response_model=NumberImported)
-@validation_code("BAD_REQUEST")
 async def import_number(body: NumberImport, key: SecretKey, store: Store) -> NumberImported:
     """Add a number on one of your trunks; CONFLICT if you have it already."""
     number = await _e164(store, key.tenant_id, body.phone_number)
@@ -111,10 +111,9 @@ async def import_number(body: NumberImport, key: SecretKey, store: Store) -> Num
 
 
 @router.put("/link", response_model=NumberLinked)
-@validation_code("BAD_REQUEST")
 async def link_number(body: NumberLink, key: SecretKey, store: Store) -> NumberLinked:
     """Route the number's inbound calls to another agent."""
-    found = await _number(store, key.tenant_id, body.phone_number)
+    found = await _number(store, key.tenant_id, body.phone_number, "phone_number")
     if await store.tenant_agent(key.tenant_id, body.agent_id) is None:
         raise NotFound("AGENT_NOT_FOUND", "agent not found")
     if not await store.link_number(key.tenant_id, found.number, body.agent_id):
@@ -123,7 +122,6 @@ async def link_number(body: NumberLink, key: SecretKey, store: Store) -> NumberL
 
 
 @router.patch("/{number}", response_model=NumberPublic)
-@validation_code("BAD_REQUEST")
 async def update_number(number: str, body: NumberUpdate, key: SecretKey, store: Store) -> NumberPublic:
     """Change a number's caps, label or active flag (``+`` may be sent URL-encoded as %2B)."""
     found = await _number(store, key.tenant_id, number)
@@ -131,7 +129,7 @@ async def update_number(number: str, body: NumberUpdate, key: SecretKey, store: 
     if "is_active" in changes:
         changes["active"] = changes.pop("is_active")
     if not changes:
-        raise BadRequest("BAD_REQUEST", "No fields provided")
+        raise invalid_field("", "No fields provided")
     await store.update_number(key.tenant_id, found.number, **changes)
     updated = await _number(store, key.tenant_id, found.number)
     return _public(updated)

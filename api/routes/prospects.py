@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request
 
 from api.deps import PageLimit, PageOffset, SecretKey, Store, Svc, parse_id
-from api.errors import BadRequest, NotFound
+from api.errors import NotFound, invalid_field
 from api.routes.campaigns import CampaignId
 from api.schemas.prospects import ProspectBatch, ProspectPage, ProspectPublic, ProspectRemoved, ProspectUpload
 from api.services import prospects as service
@@ -41,10 +41,10 @@ _UPLOAD_BODY: dict[str, Any] = {
 
 
 def prospect_id(pid: str) -> UUID:
-    return parse_id(pid, "BAD_REQUEST_FORMAT", "prospect id")
+    return parse_id(pid, "prospect id", "pid")
 
 
-@router.post("", response_model=ProspectUpload, openapi_extra=_UPLOAD_BODY)
+@router.post("", response_model=ProspectUpload, status_code=201, openapi_extra=_UPLOAD_BODY)
 async def upload_prospects(cid: CampaignId, request: Request, key: SecretKey, svc: Svc) -> ProspectUpload:
     """Add up to 10,000 prospects (JSON, ``text/csv``, or a CSV file in multipart field ``file``).
 
@@ -75,7 +75,7 @@ async def list_prospects(
     """A page of the campaign's prospects in upload order."""
     await owned_campaign(store, key.tenant_id, cid)
     if state is not None and state not in {s.value for s in ProspectState}:
-        raise BadRequest("VALIDATION_ERROR", f"unknown prospect state {state!r}")
+        raise invalid_field("state", f"unknown prospect state {state!r}")
     found, total = await store.list_prospects(cid, state=state, limit=limit, offset=offset)
     data = [
         ProspectPublic(
@@ -93,7 +93,7 @@ async def list_prospects(
         )
         for p in found
     ]
-    return ProspectPage(data=data, total=total, limit=limit, offset=offset)
+    return ProspectPage(data=data, total=total)
 
 
 @router.delete("/{pid}", response_model=ProspectRemoved)

@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from api.deps import SecretKey, Svc
-from api.errors import BadRequest, validation_code
+from api.errors import invalid_field
 from api.runtime import CallRejected
 from api.schemas.calls import HumanTransferResult, HumanTransferTool
 from api.services import calls as service
@@ -25,7 +25,6 @@ def _tool_number(raw: str | None) -> str | None:
 
 
 @router.post("/webhook/human-transfer", response_model=HumanTransferResult)
-@validation_code("VALIDATION_ERROR")
 async def human_transfer(
     body: HumanTransferTool,
     key: SecretKey,
@@ -38,7 +37,7 @@ async def human_transfer(
     """
     cid = body.call_id or call_id
     if cid is None:
-        raise BadRequest("VALIDATION_ERROR", "call_id is required (body or query)")
+        raise invalid_field("call_id", "required (in the body or the query)")
     view = await service.live_call(svc, key, cid)
     target = await service.transfer_target(svc, key, view, _tool_number(body.to_number))
     assert svc.runtime is not None  # live_call checked it

@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends
 
 from api.deps import SecretKey, Store, parse_id
-from api.errors import BadRequest, Conflict, NotFound, validation_code
+from api.errors import Conflict, NotFound, invalid, invalid_field
 from api.schemas.directory import Deleted, TrunkCreate, TrunkList, TrunkPublic, TrunkUpdate
 from api.services.trunks import require_resolvable
 from dialer.storage import Conflict as StoredAlready
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/trunks", tags=["trunks"])
 
 
 def trunk_id(id: str) -> UUID:
-    return parse_id(id, "BAD_REQUEST_FORMAT", "trunk id")
+    return parse_id(id, "trunk id")
 
 
 TrunkId = Annotated[UUID, Depends(trunk_id)]
@@ -65,7 +65,8 @@ async def create_trunk(body: TrunkCreate, key: SecretKey, store: Store) -> Trunk
 @router.get("", response_model=TrunkList)
 async def list_trunks(key: SecretKey, store: Store) -> TrunkList:
     """The tenant's trunks by name."""
-    return TrunkList(data=[_public(t) for t in await store.list_trunks(key.tenant_id)])
+    data = [_public(t) for t in await store.list_trunks(key.tenant_id)]
+    return TrunkList(data=data, total=len(data))
 
 
 @router.get("/{id}", response_model=TrunkPublic)
@@ -78,7 +79,6 @@ async def get_trunk(tid: TrunkId, key: SecretKey, store: Store) -> TrunkPublic:
 
 
 @router.patch("/{id}", response_model=TrunkPublic)
-@validation_code("VALIDATION_ERROR")
 async def update_trunk(tid: TrunkId, body: TrunkUpdate, key: SecretKey, store: Store) -> TrunkPublic:
     """Change some settings; absent fields stay. A new password is stored, never echoed. A new host or
     outbound proxy must resolve, as on creation (TRUNK_HOST_UNRESOLVABLE)."""
@@ -87,9 +87,9 @@ async def update_trunk(tid: TrunkId, body: TrunkUpdate, key: SecretKey, store: S
         changes["register"] = changes.pop("register_enabled")
     nullable = {"username", "password", "outbound_proxy"}
     if bad := sorted(k for k, v in changes.items() if v is None and k not in nullable):
-        raise BadRequest("VALIDATION_ERROR", f"{bad[0]}: may not be null")
+        raise invalid([{"field": name, "reason": "may not be null"} for name in bad])
     if not changes:
-        raise BadRequest("BAD_REQUEST", "No fields provided")
+        raise invalid_field("", "No fields provided")
     if "host" in changes or "outbound_proxy" in changes:
         current = await store.tenant_trunk(key.tenant_id, tid)
         if current is None:

@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends
 
 from api.deps import PageLimit, PageOffset, SecretKey, Store, Svc, parse_id
-from api.errors import BadRequest, NotFound, validation_code
+from api.errors import VALIDATION_ERROR, BadRequest, NotFound, invalid_field
 from api.schemas.webhooks import (
     DeliveryList,
     DeliveryPublic,
@@ -26,7 +26,7 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 
 def webhook_id(id: str) -> UUID:
-    return parse_id(id, "BAD_REQUEST_FORMAT", "webhook id")
+    return parse_id(id, "webhook id")
 
 
 WebhookId = Annotated[UUID, Depends(webhook_id)]
@@ -43,7 +43,6 @@ def _public(record: WebhookRecord) -> WebhookPublic:
 
 
 @router.post("", response_model=WebhookCreated, status_code=201)
-@validation_code("VALIDATION_ERROR")
 async def create_webhook(body: WebhookCreate, key: SecretKey, svc: Svc) -> WebhookCreated:
     """Subscribe an endpoint; the response holds its signing ``secret``, shown only this once.
 
@@ -54,6 +53,8 @@ async def create_webhook(body: WebhookCreate, key: SecretKey, svc: Svc) -> Webho
     try:
         await svc.webhook_targets.check(body.url)
     except TargetRefused as exc:
+        if exc.code == VALIDATION_ERROR:
+            raise invalid_field("url", exc.message) from None
         raise BadRequest(exc.code, exc.message) from None
     store = svc.store
     new_id, secret = await store.create_webhook(key.tenant_id, body.url, list(body.events), body.description)
@@ -65,7 +66,8 @@ async def create_webhook(body: WebhookCreate, key: SecretKey, svc: Svc) -> Webho
 @router.get("", response_model=WebhookList)
 async def list_webhooks(key: SecretKey, store: Store) -> WebhookList:
     """The tenant's endpoints (secrets are never listed)."""
-    return WebhookList(data=[_public(w) for w in await store.list_webhooks(key.tenant_id)])
+    data = [_public(w) for w in await store.list_webhooks(key.tenant_id)]
+    return WebhookList(data=data, total=len(data))
 
 
 @router.delete("/{id}", response_model=WebhookDeleted)
@@ -89,4 +91,4 @@ async def list_deliveries(
         raise NotFound("WEBHOOK_NOT_FOUND", "webhook not found")
     rows, total = await store.list_deliveries(wid, limit=limit, offset=offset)
     data = [DeliveryPublic(**asdict(r)) for r in rows]
-    return DeliveryList(data=data, total=total, limit=limit, offset=offset)
+    return DeliveryList(data=data, total=total)

@@ -96,8 +96,11 @@ class CallSummary(BaseModel):
 
 
 class CallList(BaseModel):
+    """GET /calls: the one list shape (``data``, ``total``) plus the seed's ``calls``, the same items."""
+
     calls: list[CallSummary]
     total: int
+    data: list[CallSummary]
 
 
 class CallDetail(BaseModel):

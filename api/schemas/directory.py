@@ -104,7 +104,10 @@ class TrunkPublic(BaseModel):
 
 
 class TrunkList(BaseModel):
+    """All of the tenant's: the one list shape, ``data`` and ``total`` (every match, across pages)."""
+
     data: list[TrunkPublic]
+    total: int
 
 
 class AgentCreate(BaseModel):
@@ -140,7 +143,10 @@ class AgentPublic(BaseModel):
 
 
 class AgentList(BaseModel):
+    """All of the tenant's: the one list shape, ``data`` and ``total`` (every match, across pages)."""
+
     data: list[AgentPublic]
+    total: int
 
 
 class DncCreate(BaseModel):
@@ -167,10 +173,10 @@ class DncRemoved(BaseModel):
 
 
 class DncList(BaseModel):
+    """A page: the one list shape, ``data`` and ``total`` (every match, across pages)."""
+
     data: list[DncPublic]
     total: int
-    limit: int
-    offset: int
 
 
 class KeyCreate(BaseModel):
@@ -192,7 +198,10 @@ class KeyCreated(KeyPublic):
 
 
 class KeyList(BaseModel):
+    """All of the tenant's: the one list shape, ``data`` and ``total`` (every match, across pages)."""
+
     data: list[KeyPublic]
+    total: int
 
 
 class KeyRevoked(BaseModel):

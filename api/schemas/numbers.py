@@ -24,7 +24,11 @@ class NumberPublic(BaseModel):
 
 
 class NumberList(BaseModel):
+    """GET /phone-numbers: the one list shape (``data``, ``total``) plus the seed's ``numbers``, the same."""
+
     numbers: list[NumberPublic]
+    data: list[NumberPublic]
+    total: int
 
 
 class NumberImport(BaseModel):

@@ -56,10 +56,10 @@ class ProspectPublic(BaseModel):
 
 
 class ProspectPage(BaseModel):
+    """A page: the one list shape, ``data`` and ``total`` (every match, across pages)."""
+
     data: list[ProspectPublic]
     total: int
-    limit: int
-    offset: int
 
 
 class ProspectRemoved(BaseModel):

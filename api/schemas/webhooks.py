@@ -57,7 +57,10 @@ class WebhookCreated(WebhookPublic):
 
 
 class WebhookList(BaseModel):
+    """All of the tenant's: the one list shape, ``data`` and ``total`` (every match, across pages)."""
+
     data: list[WebhookPublic]
+    total: int
 
 
 class WebhookDeleted(BaseModel):
@@ -79,7 +82,7 @@ class DeliveryPublic(BaseModel):
 
 
 class DeliveryList(BaseModel):
+    """A page: the one list shape, ``data`` and ``total`` (every match, across pages)."""
+
     data: list[DeliveryPublic]
     total: int
-    limit: int
-    offset: int

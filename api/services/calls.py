@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from api.deps import Principal, Services
-from api.errors import BadGateway, BadRequest, Conflict, Forbidden, NotFound, Unavailable
+from api.errors import BadGateway, BadRequest, Conflict, Forbidden, NotFound, Unavailable, invalid_field
 from api.runtime import CallRejected, GatewayUnavailable
 from api.schemas.calls import (
     AgentClient,
@@ -37,11 +37,11 @@ _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 def strict_e164(raw: str, field: str) -> str:
     """``raw`` if it is a valid E.164 number, else VALIDATION_ERROR naming the field and the reason."""
     if not _E164.match(raw):
-        raise BadRequest("VALIDATION_ERROR", f"{field}: must be E.164 (+ and 7 to 15 digits)")
+        raise invalid_field(field, "must be E.164 (+ and 7 to 15 digits)")
     try:
         return parse_phone(raw)
     except InvalidPhoneNumber as exc:
-        raise BadRequest("VALIDATION_ERROR", f"{field}: {exc.reason}") from None
+        raise invalid_field(field, exc.reason) from None
 
 
 async def _caller_id(store: SqlStore, tenant_id: UUID, from_number: str | None, to: str) -> NumberRecord:
@@ -51,11 +51,11 @@ async def _caller_id(store: SqlStore, tenant_id: UUID, from_number: str | None, 
         if found is None:
             raise NotFound("PHONE_NUMBER_NOT_FOUND", "sip_data.from_number is not one of your numbers")
         if not found.active:
-            raise BadRequest("VALIDATION_ERROR", "sip_data.from_number is not active")
+            raise invalid_field("sip_data.from_number", "this number is not active")
         return found
     pool = await store.managed_numbers()
     if not pool:
-        raise BadRequest("VALIDATION_ERROR", "no sip_data.from_number given and the managed pool is empty")
+        raise invalid_field("sip_data.from_number", "required: the managed pool is empty")
     return max(pool, key=lambda n: is_local_to(n.number, to))  # max keeps the first of equals
 
 
@@ -68,7 +68,7 @@ async def create_call(svc: Services, key: Principal, body: CallCreate) -> CallCr
     if not key.is_secret:
         raise Forbidden("INSUFFICIENT_SCOPE", "a publishable key (pk_live_) cannot create SIP calls")
     if body.sip_data is None:
-        raise BadRequest("VALIDATION_ERROR", "sip_data is required when type is sip")
+        raise invalid_field("sip_data", "required when type is sip")
     store = svc.store
     to = strict_e164(body.sip_data.to, "sip_data.to")
     if await store.tenant_agent(key.tenant_id, body.agent_id) is None:
@@ -220,7 +220,7 @@ async def live_call(svc: Services, key: Principal, call_id: UUID) -> CallView:
     if view.attempt.ended_at is not None:
         raise Conflict("CALL_ENDED", "the call has ended")
     if svc.runtime is None:
-        raise Unavailable("UPSTREAM_SERVICE_ERROR", "the SIP gateway is not running in this process")
+        raise Unavailable("UPSTREAM_SERVICE_TIMEOUT", "the SIP gateway is not running in this process")
     return view
 
 
@@ -231,11 +231,11 @@ async def transfer_target(svc: Services, key: Principal, view: CallView, to_numb
         agent = await svc.store.tenant_agent(key.tenant_id, view.attempt.agent_id)
         raw = agent.transfer_number if agent else None
     if not raw:
-        raise BadRequest("VALIDATION_ERROR", "to_number is required: the agent has no transfer number")
+        raise invalid_field("to_number", "required: the agent has no transfer number")
     try:
         return parse_phone(raw, await svc.store.tenant_region(key.tenant_id))
     except InvalidPhoneNumber as exc:
-        raise BadRequest("VALIDATION_ERROR", f"to_number: {exc.reason}") from None
+        raise invalid_field("to_number", exc.reason) from None
 
 
 def rejected(exc: CallRejected) -> BadGateway | Unavailable:

@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from api.deps import Services
-from api.errors import BadRequest, Conflict, NotFound
+from api.errors import Conflict, NotFound, describe, invalid, invalid_field
 from api.schemas.campaigns import (
     AllocatedDid,
     CampaignCreate,
@@ -17,11 +17,13 @@ from api.schemas.campaigns import (
     CampaignPublic,
     CampaignSettings,
     Candidate,
+    zone_problem,
 )
 from dialer.domain import CampaignStatus, ProspectState
 from dialer.phone import InvalidPhoneNumber, parse_phone
 from dialer.storage import CampaignRecord, CampaignSpec, SqlStore
 from dialer.storage.campaigns import ProspectRow
+from dialer.storage.records import weekday_name
 
 #: The seed's limit on ``candidates`` in one POST /campaigns; bigger lists go to /prospects.
 MAX_CANDIDATES = 50
@@ -78,27 +80,40 @@ def normalise_rows(
     return rows, errors
 
 
-async def resolve_from_numbers(
-    store: SqlStore, tenant_id: UUID, raw: Sequence[str], region: str, code: str
-) -> list[UUID]:
-    """The ids of the tenant's DIDs named by ``raw``; ``code`` (400) for a malformed one, 404 if not ours."""
-    numbers: list[str] = []
+async def check_from_numbers(
+    store: SqlStore, tenant_id: UUID, raw: Sequence[str], region: str
+) -> tuple[list[UUID], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The ids of the tenant's DIDs named by ``raw``, the malformed ones, and the ones not the tenant's."""
+    numbers: dict[int, str] = {}
+    bad: list[dict[str, Any]] = []
     for index, number in enumerate(raw):
         try:
-            numbers.append(parse_phone(number, region))
+            numbers[index] = parse_phone(number, region)
         except InvalidPhoneNumber as exc:
-            raise BadRequest(
-                code,
-                f"from_numbers[{index}]: {exc.reason}",
-                details=[{"field": f"from_numbers.{index}", "reason": exc.reason}],
-            ) from None
-    ids = await store.number_ids(tenant_id, numbers)
-    missing = [i for i, number in enumerate(numbers) if number not in ids]
+            bad.append({"field": f"from_numbers.{index}", "reason": exc.reason})
+    ids = await store.number_ids(tenant_id, list(numbers.values()))
+    missing = [
+        {"field": f"from_numbers.{i}", "reason": "not one of your phone numbers"}
+        for i, number in numbers.items()
+        if number not in ids
+    ]
+    return [ids[n] for n in numbers.values() if n in ids], bad, missing
+
+
+async def resolve_from_numbers(
+    store: SqlStore, tenant_id: UUID, raw: Sequence[str], region: str
+) -> list[UUID]:
+    """The ids of the tenant's DIDs named by ``raw``: VALIDATION_ERROR if malformed, 404 if not ours."""
+    ids, bad, missing = await check_from_numbers(store, tenant_id, raw, region)
+    if bad:
+        raise invalid(bad + missing)
     if missing:
-        raise NotFound(
-            "PHONE_NUMBER_NOT_FOUND", f"from_numbers[{missing[0]}] is not one of your phone numbers"
-        )
-    return [ids[number] for number in numbers]
+        raise NotFound("PHONE_NUMBER_NOT_FOUND", describe_missing(missing), details=missing)
+    return ids
+
+
+def describe_missing(missing: Sequence[dict[str, Any]]) -> str:
+    return "; ".join(f"{m['field']}: {m['reason']}" for m in missing)
 
 
 def settings_of(body: CampaignSettings) -> dict[str, Any]:
@@ -116,44 +131,27 @@ def settings_of(body: CampaignSettings) -> dict[str, Any]:
 
 
 def build_spec(name: str, agent_id: UUID, settings: Mapping[str, Any], region: str | None) -> CampaignSpec:
-    """A CampaignSpec, BAD_REQUEST_FORMAT for an unknown time zone or weekday."""
+    """A CampaignSpec, VALIDATION_ERROR for a setting it refuses (the body's validators catch most)."""
     try:
         return CampaignSpec(name=name, agent_id=agent_id, default_region=region, **settings)
     except ValueError as exc:
-        raise BadRequest("BAD_REQUEST_FORMAT", str(exc)) from None
+        raise invalid_field("", str(exc)) from None
 
 
 async def create_campaign(svc: Services, tenant_id: UUID, body: CampaignCreate) -> CampaignCreated:
     """Validate everything first, then store campaign, caller IDs and prospects, then maybe start."""
     store = svc.store
-    if len(body.candidates) > MAX_CANDIDATES:
-        raise BadRequest(
-            "validation_error",
-            f"at most {MAX_CANDIDATES} candidates per campaign creation; "
-            "add more with POST /campaigns/{id}/prospects",
-        )
-    if not body.from_numbers and not body.use_vanira_managed:
-        raise BadRequest(
-            "bad_request",
-            "No Caller IDs provided. You must either provide from_numbers or set use_vanira_managed to true.",
-        )
-    if await store.tenant_agent(tenant_id, body.agent_id) is None:
-        raise NotFound("AGENT_NOT_FOUND", "agent not found")
     region = (body.default_region or await store.tenant_region(tenant_id) or "US").upper()
-    spec = build_spec(body.name, body.agent_id, settings_of(body), region)
-    rows, errors = normalise_rows(body.candidates, region)
+    did_ids, rows, errors, missing = await _check_create(store, tenant_id, body, region)
     if errors:
-        # All or nothing: a campaign holds at most 50 candidates, so the caller fixes and resends them
-        # rather than finding a half-filled campaign; /prospects is the forgiving bulk path.
-        raise BadRequest(
-            "validation_error",
-            f"{len(errors)} candidate(s) have an invalid phone number; nothing was created",
-            details=[
-                {"row": e["row"], "field": f"candidates.{e['row'] - 1}.phone", "reason": e["reason"]}
-                for e in errors
-            ],
-        )
-    did_ids = await resolve_from_numbers(store, tenant_id, body.from_numbers, region, "validation_error")
+        # All or nothing, every problem in one answer: a campaign holds at most 50 candidates, so the
+        # caller fixes and resends them rather than finding a half-filled campaign (/prospects is the
+        # forgiving bulk path). An unknown agent or number is listed too, not answered alone first.
+        raise invalid(errors + missing, f"nothing was created: {describe(errors + missing)}")
+    if missing:
+        code = "AGENT_NOT_FOUND" if missing[0]["field"] == "agent_id" else "PHONE_NUMBER_NOT_FOUND"
+        raise NotFound(code, describe_missing(missing), details=missing)
+    spec = build_spec(body.name, body.agent_id, settings_of(body), region)
     campaign_id = await store.create_campaign(tenant_id, spec)
     if did_ids:
         await store.allocate_dids(campaign_id, did_ids)
@@ -177,6 +175,52 @@ async def create_campaign(svc: Services, tenant_id: UUID, body: CampaignCreate) 
     )
 
 
+async def _check_create(
+    store: SqlStore, tenant_id: UUID, body: CampaignCreate, region: str
+) -> tuple[list[UUID], list[ProspectRow], list[dict[str, Any]], list[dict[str, Any]]]:
+    """POST /campaigns' checks beyond the body's shape: the DIDs' ids, the rows, what is wrong, what is
+    not found. Every check runs: the caller-ID rule does not hide a bad phone or an unknown agent."""
+    errors = _schedule_errors(body)
+    if len(body.candidates) > MAX_CANDIDATES:
+        errors.append(
+            {
+                "field": "candidates",
+                "reason": f"at most {MAX_CANDIDATES} candidates per campaign creation; "
+                "add more with POST /campaigns/{id}/prospects",
+            }
+        )
+    rows, bad_rows = normalise_rows(body.candidates, region)
+    errors += [
+        {"row": e["row"], "field": f"candidates.{e['row'] - 1}.phone", "reason": e["reason"]}
+        for e in bad_rows
+    ]
+    if not body.from_numbers and not body.use_vanira_managed:
+        errors.append({"field": "from_numbers", "reason": NO_CALLER_IDS})
+    did_ids, bad_numbers, missing = await check_from_numbers(store, tenant_id, body.from_numbers, region)
+    errors += bad_numbers
+    if await store.tenant_agent(tenant_id, body.agent_id) is None:
+        missing.insert(0, {"field": "agent_id", "reason": "agent not found"})
+    return did_ids, rows, errors, missing
+
+
+def _schedule_errors(body: CampaignCreate) -> list[dict[str, Any]]:
+    """The time zone and weekdays the calling window needs, each one that is unknown."""
+    errors = []
+    if body.timezone is not None and (reason := zone_problem(body.timezone)):
+        errors.append({"field": "timezone", "reason": reason})
+    for index, day in enumerate(body.call_days or ()):
+        try:
+            weekday_name(day)
+        except ValueError as exc:
+            errors.append({"field": f"call_days.{index}", "reason": str(exc)})
+    return errors
+
+
+NO_CALLER_IDS = (
+    "No Caller IDs provided. You must either provide from_numbers or set use_vanira_managed to true."
+)
+
+
 async def transition(svc: Services, record: CampaignRecord, verb: str) -> CampaignStatus:
     """Apply start, pause or resume; 409 INVALID_CAMPAIGN_TRANSITION from a status that forbids it."""
     rule = TRANSITIONS[verb]
@@ -193,18 +237,18 @@ async def transition(svc: Services, record: CampaignRecord, verb: str) -> Campai
 
 
 def parse_start_time(raw: str | None, now: datetime) -> datetime:
-    """The schedule-start time: ISO 8601 with a zone, in the future; BAD_REQUEST_FORMAT otherwise."""
+    """The schedule-start time: ISO 8601 with a zone, in the future; VALIDATION_ERROR otherwise."""
     if raw is None or not raw.strip():
-        raise BadRequest("BAD_REQUEST_FORMAT", "scheduled_start_time is required")
+        raise invalid_field("scheduled_start_time", "required")
     try:
         when = datetime.fromisoformat(raw.strip())
     except ValueError:
-        raise BadRequest("BAD_REQUEST_FORMAT", "scheduled_start_time is not an ISO 8601 datetime") from None
+        raise invalid_field("scheduled_start_time", "not an ISO 8601 datetime") from None
     if when.tzinfo is None:
         # A calling schedule on a guessed zone is how calls land at 3 a.m.: make the caller say it.
-        raise BadRequest("BAD_REQUEST_FORMAT", "scheduled_start_time needs a time zone (e.g. Z or +05:30)")
+        raise invalid_field("scheduled_start_time", "needs a time zone (e.g. Z or +05:30)")
     if when <= now:
-        raise BadRequest("VALIDATION_ERROR", "scheduled_start_time must be in the future")
+        raise invalid_field("scheduled_start_time", "must be in the future")
     return when.astimezone(UTC)
 
 

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from api.deps import Services
-from api.errors import BadRequest
+from api.errors import field_errors, invalid, invalid_field, not_json
 from api.schemas.campaigns import Candidate
 from api.schemas.prospects import MAX_UPLOAD, ProspectBatch, ProspectUpload, RowError
 from api.services.campaigns import normalise_rows
@@ -22,14 +22,10 @@ def candidates_from_json(raw: bytes) -> list[Candidate]:
     try:
         batch = ProspectBatch.model_validate_json(raw or b"{}")
     except ValidationError as exc:
-        details = [
-            {"field": ".".join(str(p) for p in err["loc"]), "reason": err["msg"]}
-            for err in exc.errors(include_input=False)
-        ]
-        first = details[0]
-        raise BadRequest(
-            "VALIDATION_ERROR", f"{first['field']}: {first['reason']}", details=details
-        ) from None
+        errors = exc.errors(include_input=False)
+        if any(err["type"] == "json_invalid" for err in errors):
+            raise invalid_field("", not_json(raw)) from None
+        raise invalid(field_errors(errors)) from None
     return batch.prospects
 
 
@@ -38,11 +34,11 @@ def candidates_from_csv(raw: bytes) -> list[Candidate]:
     try:
         text = raw.decode("utf-8-sig")  # Excel writes a BOM
     except UnicodeDecodeError:
-        raise BadRequest("VALIDATION_ERROR", "CSV must be UTF-8") from None
+        raise invalid_field("", "CSV must be UTF-8") from None
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in reader.fieldnames or []]
     if "phone" not in header:
-        raise BadRequest("VALIDATION_ERROR", "CSV header must name a 'phone' column (and usually 'name')")
+        raise invalid_field("", "CSV header must name a 'phone' column (and usually 'name')")
     reader.fieldnames = header
     rows = []
     for record in reader:
@@ -54,7 +50,7 @@ def candidates_from_csv(raw: bytes) -> list[Candidate]:
 async def upload(svc: Services, campaign: CampaignRecord, candidates: list[Candidate]) -> ProspectUpload:
     """Store the valid rows (duplicates by phone skipped), report the others with their row numbers."""
     if len(candidates) > MAX_UPLOAD:
-        raise BadRequest("VALIDATION_ERROR", f"at most {MAX_UPLOAD} prospects per upload; send several")
+        raise invalid_field("prospects", f"at most {MAX_UPLOAD} prospects per upload; send several")
     region = campaign.spec.default_region or "US"
     rows, errors = normalise_rows(candidates, region)
     inserted, duplicates = await svc.store.add_prospects(campaign.id, rows) if rows else (0, 0)
@@ -83,11 +79,11 @@ async def uploaded_file(request: Request) -> bytes:
     try:
         form = await request.form(max_files=1, max_fields=10)
     except Exception:  # malformed multipart bodies raise several parser exception types
-        raise BadRequest("VALIDATION_ERROR", "malformed multipart body") from None
+        raise invalid_field("", "malformed multipart body") from None
     try:  # close every part, the unused ones too: each is a spooled temporary file
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
-            raise BadRequest("VALIDATION_ERROR", "multipart upload needs a CSV file in the field 'file'")
+            raise invalid_field("file", "multipart upload needs a CSV file in the field 'file'")
         return await upload.read()
     finally:
         await form.close()

@@ -13,6 +13,7 @@ from api.app import create_app
 from api.ratelimit import Limit, RateLimits, TokenBuckets
 from dialer.storage import SqlStore
 from tests.api.conftest import DID, FakeRuntime, Tenant, assert_error, serve
+from tests.api.test_campaigns import seed_body
 
 
 async def test_missing_unknown_and_revoked_keys(acme: Tenant, store: SqlStore) -> None:
@@ -52,7 +53,7 @@ async def test_keys_are_listed_minted_and_revoked_through_the_api(
         assert body["id"] in {k["id"] for k in listed} and "key" not in listed[0]
 
         assert_error(await other.client.post(f"/keys/{body['id']}/revoke"), 404, "KEY_NOT_FOUND")
-        assert_error(await acme.client.post("/keys/nope/revoke"), 400, "BAD_REQUEST_FORMAT")
+        assert_error(await acme.client.post("/keys/nope/revoke"), 400, "VALIDATION_ERROR")
         revoked = await acme.client.post(f"/keys/{body['id']}/revoke")
         assert revoked.json() == {"success": True, "id": body["id"], "revoked": True}
         assert_error(await fresh.get("/campaigns"), 401, "INVALID_API_KEY")
@@ -82,9 +83,18 @@ async def test_framework_errors_use_the_error_body(acme: Tenant) -> None:
     assert_error(await acme.client.get("/no/such/route"), 404, "NOT_FOUND")
     assert_error(await acme.client.delete("/campaigns"), 405, "METHOD_NOT_ALLOWED")
     response = await acme.client.post(
-        "/campaigns", content=b"{not json", headers={"Content-Type": "application/json"}
+        "/campaigns", content=b'{"name": "x" "agent_id": 1}', headers={"Content-Type": "application/json"}
     )
-    assert_error(response, 400, "BAD_REQUEST_FORMAT")
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    assert error["message"] == "request body is not valid JSON: Expecting ',' delimiter at line 1 column 14"
+    assert error["details"] == [{"field": "", "reason": error["message"]}]
+    campaign = (await acme.client.post("/campaigns", json=seed_body(acme.agent))).json()["campaign_id"]
+    response = await acme.client.post(
+        f"/campaigns/{campaign}/prospects", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert "not valid JSON: Expecting property name" in str(
+        assert_error(response, 400, "VALIDATION_ERROR")["message"]
+    )
 
 
 async def test_unexpected_errors_are_500_without_details(acme: Tenant, store: SqlStore) -> None:

@@ -148,9 +148,9 @@ async def test_schedule_start(acme: Tenant, store: SqlStore) -> None:
     assert record.scheduled_start_time == when
 
     for bad in ({}, {"scheduled_start_time": "  "}, {"scheduled_start_time": "next tuesday"}):
-        assert_error(await acme.client.post(url, json=bad), 400, "BAD_REQUEST_FORMAT")
+        assert_error(await acme.client.post(url, json=bad), 400, "VALIDATION_ERROR")
     naive = (datetime.now(UTC) + timedelta(hours=3)).replace(tzinfo=None).isoformat()
-    assert_error(await acme.client.post(url, json={"scheduled_start_time": naive}), 400, "BAD_REQUEST_FORMAT")
+    assert_error(await acme.client.post(url, json={"scheduled_start_time": naive}), 400, "VALIDATION_ERROR")
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     assert_error(await acme.client.post(url, json={"scheduled_start_time": past}), 400, "VALIDATION_ERROR")
     # A scheduled campaign may still be started by hand.
@@ -162,30 +162,30 @@ async def test_create_errors_follow_the_seed(acme: Tenant, store: SqlStore) -> N
     assert_error(
         await acme.client.post("/campaigns", json=seed_body(acme.agent, candidates=too_many)),
         400,
-        "validation_error",
+        "VALIDATION_ERROR",
     )
     no_ids = seed_body(acme.agent, from_numbers=[], use_vanira_managed=False)
-    assert_error(await acme.client.post("/campaigns", json=no_ids), 400, "bad_request")
+    assert_error(await acme.client.post("/campaigns", json=no_ids), 400, "VALIDATION_ERROR")
     for missing in ("agent_id", "name", "candidates"):
         body = seed_body(acme.agent)
         del body[missing]
-        error = assert_error(await acme.client.post("/campaigns", json=body), 400, "BAD_REQUEST_FORMAT")
+        error = assert_error(await acme.client.post("/campaigns", json=body), 400, "VALIDATION_ERROR")
         assert missing in str(error["message"])
     assert_error(
         await acme.client.post("/campaigns", json=seed_body(acme.agent, agent_id="not-a-uuid")),
         400,
-        "BAD_REQUEST_FORMAT",
+        "VALIDATION_ERROR",
     )
     assert_error(await acme.client.post("/campaigns", json=seed_body(uuid4())), 404, "AGENT_NOT_FOUND")
     assert_error(
         await acme.client.post("/campaigns", json=seed_body(acme.agent, timezone="Mars/Olympus")),
         400,
-        "BAD_REQUEST_FORMAT",
+        "VALIDATION_ERROR",
     )
     assert_error(
         await acme.client.post("/campaigns", json=seed_body(acme.agent, call_days=["Funday"])),
         400,
-        "BAD_REQUEST_FORMAT",
+        "VALIDATION_ERROR",
     )
     assert_error(
         await acme.client.post("/campaigns", json=seed_body(acme.agent, from_numbers=["+14155559999"])),
@@ -195,9 +195,46 @@ async def test_create_errors_follow_the_seed(acme: Tenant, store: SqlStore) -> N
     assert_error(
         await acme.client.post("/campaigns", json=seed_body(acme.agent, from_numbers=["12"])),
         400,
-        "validation_error",
+        "VALIDATION_ERROR",
     )
     assert await store.list_campaigns(acme.id) == []  # nothing half-made by any of these
+
+
+async def test_every_field_error_of_a_body_comes_in_one_answer(acme: Tenant, store: SqlStore) -> None:
+    # Shape errors (missing fields, types, ranges) all at once ...
+    shape = seed_body(acme.agent, max_concurrent_calls=0, call_timeout_seconds="soon")
+    del shape["name"]
+    error = assert_error(await acme.client.post("/campaigns", json=shape), 400, "VALIDATION_ERROR")
+    fields = {d["field"] for d in error["details"]}  # type: ignore[attr-defined]
+    assert fields == {"name", "max_concurrent_calls", "call_timeout_seconds"}, error
+    assert all(f in str(error["message"]) for f in fields)
+    # ... then time zone, weekdays, phones, caller IDs and agent together: the caller-ID rule masks none.
+    body = seed_body(uuid4(), from_numbers=[], use_vanira_managed=False, timezone="Mars/Olympus")
+    body["call_days"] = ["Monday", "Funday"]
+    body["candidates"] = [{"name": "A", "phone": "+14155552671"}, {"name": "B", "phone": "12"}]
+    error = assert_error(await acme.client.post("/campaigns", json=body), 400, "VALIDATION_ERROR")
+    assert [d["field"] for d in error["details"]] == [  # type: ignore[attr-defined]
+        "timezone",
+        "call_days.1",
+        "candidates.1.phone",
+        "from_numbers",
+        "agent_id",
+    ], error
+    message = str(error["message"])
+    assert "Mars/Olympus" in message and "Funday" in message and "No Caller IDs" in message
+    assert "agent not found" in message and "Value error" not in message
+    body = seed_body(uuid4(), from_numbers=["+14155559999", "12"])
+    error = assert_error(await acme.client.post("/campaigns", json=body), 400, "VALIDATION_ERROR")
+    fields = {d["field"] for d in error["details"]}  # type: ignore[attr-defined]
+    assert fields == {"from_numbers.0", "from_numbers.1", "agent_id"}, error
+    # An unknown agent and number alone: the seed's 404, still naming both.
+    error = assert_error(
+        await acme.client.post("/campaigns", json=seed_body(uuid4(), from_numbers=["+14155559999"])),
+        404,
+        "AGENT_NOT_FOUND",
+    )
+    assert {d["field"] for d in error["details"]} == {"agent_id", "from_numbers.0"}  # type: ignore[attr-defined]
+    assert await store.list_campaigns(acme.id) == []
 
 
 async def test_invalid_candidates_are_reported_per_row_and_nothing_is_created(
@@ -209,7 +246,7 @@ async def test_invalid_candidates_are_reported_per_row_and_nothing_is_created(
         {"name": "Words", "phone": "call me"},
     ]
     response = await acme.client.post("/campaigns", json=seed_body(acme.agent, candidates=candidates))
-    error = assert_error(response, 400, "validation_error")
+    error = assert_error(response, 400, "VALIDATION_ERROR")
     details = error["details"]
     assert isinstance(details, list)
     assert [d["row"] for d in details] == [2, 3]
@@ -244,7 +281,7 @@ async def test_patch_campaign(acme: Tenant, store: SqlStore) -> None:
     assert record.spec.max_concurrent_calls == 5  # null means "leave as is"
     assert len((await acme.client.get(url)).json()["allocated_dids"]) == 2
 
-    assert_error(await acme.client.patch(url, json={}), 400, "BAD_REQUEST")
+    assert_error(await acme.client.patch(url, json={}), 400, "VALIDATION_ERROR")
     assert_error(await acme.client.patch(url, json={"max_concurrent_calls": "many"}), 400, "VALIDATION_ERROR")
     assert_error(await acme.client.patch(url, json={"timezone": "Nowhere/Else"}), 400, "VALIDATION_ERROR")
     assert_error(await acme.client.patch(url, json={"agent_id": str(uuid4())}), 404, "AGENT_NOT_FOUND")
@@ -264,7 +301,7 @@ async def test_opt_out_digit_is_set_changed_and_cleared(acme: Tenant, store: Sql
         assert (await acme.client.get(url)).json()["opt_out_digit"] == shown
     for bad in ("10", "a", "**", 5):
         body = seed_body(acme.agent, opt_out_digit=bad)
-        assert_error(await acme.client.post("/campaigns", json=body), 400, "BAD_REQUEST_FORMAT")
+        assert_error(await acme.client.post("/campaigns", json=body), 400, "VALIDATION_ERROR")
         assert_error(await acme.client.patch(url, json={"opt_out_digit": bad}), 400, "VALIDATION_ERROR")
 
 
@@ -272,11 +309,11 @@ async def test_ids_and_tenants(acme: Tenant, other: Tenant) -> None:
     campaign = (await acme.client.post("/campaigns", json=seed_body(acme.agent))).json()["campaign_id"]
     for path in ("", "/start", "/pause", "/resume"):
         method = acme.client.get if path == "" else acme.client.post
-        assert_error(await method(f"/campaigns/not-a-uuid{path}"), 400, "BAD_REQUEST_FORMAT")
+        assert_error(await method(f"/campaigns/not-a-uuid{path}"), 400, "VALIDATION_ERROR")
         assert_error(await method(f"/campaigns/{uuid4()}{path}"), 404, "CAMPAIGN_NOT_FOUND")
         other_method = other.client.get if path == "" else other.client.post
         assert_error(await other_method(f"/campaigns/{campaign}{path}"), 404, "CAMPAIGN_NOT_FOUND")
-    assert (await other.client.get("/campaigns")).json() == {"data": []}
+    assert (await other.client.get("/campaigns")).json() == {"data": [], "total": 0}
     # Another tenant's agent is as unknown as a made-up one.
     assert_error(await other.client.post("/campaigns", json=seed_body(acme.agent)), 404, "AGENT_NOT_FOUND")
     assert (await acme.client.get(f"/campaigns/{campaign}")).json()["status"] == "draft"

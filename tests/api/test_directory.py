@@ -54,7 +54,7 @@ async def test_trunks(acme: Tenant, other: Tenant, store: SqlStore) -> None:
         "VALIDATION_ERROR",
     )
     assert_error(await other.client.get(f"/trunks/{trunk['id']}"), 404, "TRUNK_NOT_FOUND")
-    assert_error(await acme.client.get("/trunks/xyz"), 400, "BAD_REQUEST_FORMAT")
+    assert_error(await acme.client.get("/trunks/xyz"), 400, "VALIDATION_ERROR")
 
 
 async def test_trunk_host_must_resolve(acme: Tenant, store: SqlStore) -> None:
@@ -118,7 +118,7 @@ async def test_agents(acme: Tenant, other: Tenant) -> None:
     assert (await acme.client.get(f"/agents/{agent['id']}")).json() == agent
     assert [a["name"] for a in (await acme.client.get("/agents")).json()["data"]] == ["Bot", "Receptionist"]
     assert_error(await other.client.get(f"/agents/{agent['id']}"), 404, "AGENT_NOT_FOUND")
-    assert_error(await acme.client.get("/agents/42"), 400, "BAD_REQUEST_FORMAT")
+    assert_error(await acme.client.get("/agents/42"), 400, "VALIDATION_ERROR")
     assert_error(
         await acme.client.post("/agents", json={"name": "X", "worker_url": "http://x"}),
         400,
@@ -171,7 +171,7 @@ async def test_trunk_patch_and_delete(
     stored = await store.tenant_trunk(acme.id, UUID(spare))
     assert stored is not None and stored.spec.password == "s3cret-pw"
     assert_error(await acme.client.patch(f"/trunks/{spare}", json={"name": "main"}), 409, "CONFLICT")
-    assert_error(await acme.client.patch(f"/trunks/{spare}", json={}), 400, "BAD_REQUEST")
+    assert_error(await acme.client.patch(f"/trunks/{spare}", json={}), 400, "VALIDATION_ERROR")
     assert_error(await acme.client.patch(f"/trunks/{spare}", json={"port": 0}), 400, "VALIDATION_ERROR")
     assert_error(await acme.client.patch(f"/trunks/{spare}", json={"host": None}), 400, "VALIDATION_ERROR")
     assert_error(await other.client.patch(f"/trunks/{spare}", json={"max_cps": 1}), 404, "TRUNK_NOT_FOUND")
@@ -180,7 +180,7 @@ async def test_trunk_patch_and_delete(
     assert_error(await acme.client.delete(f"/trunks/{acme.trunk}"), 409, "CONFLICT")
     assert (await acme.client.delete(f"/trunks/{spare}")).json() == {"success": True, "id": spare}
     assert_error(await acme.client.get(f"/trunks/{spare}"), 404, "TRUNK_NOT_FOUND")
-    assert_error(await acme.client.delete("/trunks/x"), 400, "BAD_REQUEST_FORMAT")
+    assert_error(await acme.client.delete("/trunks/x"), 400, "VALIDATION_ERROR")
 
 
 async def test_agent_patch_and_delete(acme: Tenant, other: Tenant) -> None:
@@ -195,7 +195,7 @@ async def test_agent_patch_and_delete(acme: Tenant, other: Tenant) -> None:
     assert cleared.json()["transfer_number"] is None
     bad_url = {"worker_url": "http://w.example"}
     assert_error(await acme.client.patch(f"/agents/{spare}", json=bad_url), 400, "VALIDATION_ERROR")
-    assert_error(await acme.client.patch(f"/agents/{spare}", json={}), 400, "BAD_REQUEST")
+    assert_error(await acme.client.patch(f"/agents/{spare}", json={}), 400, "VALIDATION_ERROR")
     assert_error(await other.client.patch(f"/agents/{spare}", json={"name": "x"}), 404, "AGENT_NOT_FOUND")
     assert_error(await acme.public.delete(f"/agents/{spare}"), 403, "INSUFFICIENT_SCOPE")
     # The tenant's first DID routes inbound calls to its agent: that agent stays.

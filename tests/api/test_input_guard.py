@@ -21,7 +21,7 @@ async def test_nul_characters_are_refused_not_stored(acme: Tenant) -> None:
         "agent_id": str(acme.agent),
         "candidates": [{"name": "\u0000", "phone": DID}],
     }
-    assert_error(await acme.client.post("/campaigns", json=campaign), 400, "BAD_REQUEST_FORMAT")
+    assert_error(await acme.client.post("/campaigns", json=campaign), 400, "VALIDATION_ERROR")
     assert_error(await acme.client.get("/calls", params={"agent_id": "\u0000"}), 400, "VALIDATION_ERROR")
     csv = b"name,phone\nAnn\x00,+14155552671\n"
     created = await acme.client.post("/campaigns", json={**campaign, "candidates": [], "from_numbers": [DID]})

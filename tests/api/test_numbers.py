@@ -65,7 +65,7 @@ async def test_import_link_update_delete(acme: Tenant, store: SqlStore) -> None:
     )
     assert patched.status_code == 200, patched.text
     assert patched.json()["daily_cap"] == 50 and patched.json()["is_active"] is False
-    assert_error(await acme.client.patch("/phone-numbers/%2B14155550123", json={}), 400, "BAD_REQUEST")
+    assert_error(await acme.client.patch("/phone-numbers/%2B14155550123", json={}), 400, "VALIDATION_ERROR")
 
     deleted = await acme.client.delete("/phone-numbers/%2B14155550123")
     assert deleted.json() == {"phone_number": NEW, "deleted": True, "unassigned": True}
@@ -88,8 +88,8 @@ async def test_delete_removes_campaign_allocations(acme: Tenant, store: SqlStore
 
 async def test_import_errors(acme: Tenant, other: Tenant, store: SqlStore) -> None:
     url = "/phone-numbers/import"
-    assert_error(await acme.client.post(url, json={"agent_id": str(acme.agent)}), 400, "BAD_REQUEST")
-    assert_error(await acme.client.post(url, json={"phone_number": "12"}), 400, "BAD_REQUEST")
+    assert_error(await acme.client.post(url, json={"agent_id": str(acme.agent)}), 400, "VALIDATION_ERROR")
+    assert_error(await acme.client.post(url, json={"phone_number": "12"}), 400, "VALIDATION_ERROR")
     assert_error(
         await acme.client.post(url, json={"phone_number": NEW, "agent_id": str(other.agent)}),
         404,
@@ -101,7 +101,7 @@ async def test_import_errors(acme: Tenant, other: Tenant, store: SqlStore) -> No
         "TRUNK_NOT_FOUND",
     )
     await store.create_trunk(acme.id, TrunkSpec(name="backup", host="sip2.example.net"))
-    error = assert_error(await acme.client.post(url, json={"phone_number": NEW}), 400, "BAD_REQUEST")
+    error = assert_error(await acme.client.post(url, json={"phone_number": NEW}), 400, "VALIDATION_ERROR")
     assert "trunk_id" in str(error["message"])
     assert await store.find_number(acme.id, NEW) is None
 
@@ -123,8 +123,8 @@ async def test_link_and_delete_errors(acme: Tenant, other: Tenant) -> None:
         404,
         "AGENT_NOT_FOUND",
     )
-    assert_error(await acme.client.put(link, json={"phone_number": DID}), 400, "BAD_REQUEST")
-    assert_error(await acme.client.delete("/phone-numbers/not-a-number"), 400, "BAD_REQUEST")
+    assert_error(await acme.client.put(link, json={"phone_number": DID}), 400, "VALIDATION_ERROR")
+    assert_error(await acme.client.delete("/phone-numbers/not-a-number"), 400, "VALIDATION_ERROR")
     # Both tenants hold DID; deleting Acme's leaves Other's.
     assert (await acme.client.delete(f"/phone-numbers/%2B{DID[1:]}")).status_code == 200
     assert DID in [n["number"] for n in (await other.client.get("/phone-numbers")).json()["numbers"]]

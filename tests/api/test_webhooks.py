@@ -82,12 +82,12 @@ async def test_crud_secret_once_and_errors(acme: Tenant, other: Tenant, receiver
     listed = (await acme.client.get("/webhooks")).json()["data"]
     assert [w["id"] for w in listed] == [body["id"]] and "secret" not in listed[0]
     log = (await acme.client.get(f"/webhooks/{body['id']}/deliveries")).json()
-    assert log == {"data": [], "total": 0, "limit": 100, "offset": 0}
+    assert log == {"data": [], "total": 0}
 
     assert (await other.client.get("/webhooks")).json()["data"] == []
     assert_error(await other.client.delete(f"/webhooks/{body['id']}"), 404, "WEBHOOK_NOT_FOUND")
     assert_error(await other.client.get(f"/webhooks/{body['id']}/deliveries"), 404, "WEBHOOK_NOT_FOUND")
-    assert_error(await acme.client.delete("/webhooks/nope"), 400, "BAD_REQUEST_FORMAT")
+    assert_error(await acme.client.delete("/webhooks/nope"), 400, "VALIDATION_ERROR")
     assert_error(await acme.public.get("/webhooks"), 403, "INSUFFICIENT_SCOPE")
     assert_error(await acme.anonymous.get("/webhooks"), 401, "UNAUTHORIZED")
     bad_url = {"url": "ftp://x.example/hook", "events": ["call.completed"]}
