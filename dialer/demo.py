@@ -28,8 +28,12 @@ from dialer.window import window_open
 from sip.reference_worker import ReferenceWorker
 
 DEADLINE_SECONDS = 110.0  # give up before the promised two minutes, leaving time to hang up
-SIP_WORKERS = 2
 LINES_PER_DID = 2
+# Every call may be handed to a human, whose bridged leg needs a call slot in the call's own worker
+# process: with the PyPI pjsua2 (4 slots a process) each worker keeps 2 for human legs and takes 2
+# calls, and 3 workers carry the 3 DIDs' 6 lines.
+SIP_WORKERS = 3
+TRANSFER_LINES = 2
 CALL_TIMEOUT_SECONDS = 4  # ring-outs are cancelled after this: keeps no-answer retries quick
 RETRY_DELAY_SECONDS = 3
 INSTALL_SIPP = "SIPp plays the far end of the demo's calls; install it with `apt-get install sip-tester`"
@@ -59,6 +63,7 @@ def demo_settings(settings: Settings, data_dir: Path) -> Settings:
             "sip_host": "127.0.0.1",
             "sip_port": free_port(SIP_WORKERS),
             "sip_workers": SIP_WORKERS,
+            "sip_transfer_lines": TRANSFER_LINES,
             "sip_rtp_port": free_port(SIP_WORKERS * rtp_span),
             "sip_rtp_ports_per_worker": rtp_span,
             "dispatch_tick_seconds": 0.5,
