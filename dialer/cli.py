@@ -98,7 +98,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     if "DIALER_LOG_LEVEL" not in os.environ:
         # The live table is the demo's output: routine INFO lines would scroll it away.
         setup_logging("WARNING", settings.log_format)
-    return run_demo(settings, args.data_dir, args.prospects, args.keep_running)
+    return run_demo(settings, args.data_dir, args.prospects, args.keep_running, args.carrier)
 
 
 def _prospect_count(text: str) -> int:
@@ -113,12 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser(
-        "demo", help="run a campaign against a scripted loopback carrier and show it live (needs SIPp)"
+        "demo", help="run a campaign against a scripted loopback carrier and show it live"
     )
     demo.add_argument("--prospects", type=_prospect_count, default=20, help="how many to call (default 20)")
     demo.add_argument("--data-dir", type=Path, default=Path("demo-data"), help="where its SQLite file goes")
     demo.add_argument(
         "--keep-running", action="store_true", help="leave the API up afterwards (Ctrl-C stops)"
+    )
+    demo.add_argument(
+        "--carrier",
+        choices=("auto", "sipp", "pjsua2"),
+        default="auto",
+        help="who plays the carrier: SIPp, pjsua2, or SIPp when `sipp` is on PATH else pjsua2 (default)",
     )
     demo.set_defaults(func=cmd_demo)
 
