@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         default=20000, description="First RTP port; worker i uses its own range after it"
     )
     sip_rtp_ports_per_worker: int = Field(default=2000, description="RTP ports each SIP worker may use")
+    sip_transfer_lines: int = Field(
+        default=0,
+        ge=0,
+        description="Call slots per SIP worker kept for bridged transfers' human legs (no call takes them)",
+    )
     max_call_seconds: float = Field(default=3600.0, description="Toll-fraud guard: longest call allowed")
     # voice-worker bridge
     worker_reconnect_attempts: int = Field(

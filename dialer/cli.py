@@ -35,6 +35,7 @@ DEMO_OWN_SETTINGS = (
     "sip_workers",
     "sip_rtp_port",
     "sip_rtp_ports_per_worker",
+    "sip_transfer_lines",
     "dispatch_tick_seconds",
 )
 
@@ -176,7 +177,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     if "DIALER_LOG_LEVEL" not in os.environ:
         # The live table is the demo's output: routine INFO lines would scroll it away.
         setup_logging("WARNING", settings.log_format)
-    return run_demo(settings, args.data_dir, args.prospects, args.keep_running)
+    return run_demo(settings, args.data_dir, args.prospects, args.keep_running, args.carrier)
 
 
 def _prospect_count(text: str) -> int:
@@ -234,13 +235,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo = _command(
         commands,
         "demo",
-        "run a campaign against a scripted loopback carrier and show it live (needs SIPp)",
+        "run a campaign against a scripted loopback carrier (SIPp, or pjsua2 without it) and show it live",
         [name for name in every if name not in DEMO_OWN_SETTINGS],
     )
     demo.add_argument("--prospects", type=_prospect_count, default=20, help="how many to call (1-60)")
     demo.add_argument("--data-dir", type=Path, default=Path("demo-data"), help="where its SQLite file goes")
     demo.add_argument(
         "--keep-running", action="store_true", help="leave the API up afterwards (Ctrl-C stops)"
+    )
+    demo.add_argument(
+        "--carrier",
+        choices=("auto", "sipp", "pjsua2"),
+        default="auto",
+        help="who plays the carrier: SIPp, pjsua2, or auto (SIPp when `sipp` is on PATH, else pjsua2)",
     )
     demo.set_defaults(func=cmd_demo)
 

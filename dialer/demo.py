@@ -19,7 +19,16 @@ from config.settings import Settings
 from dialer.allocation import did_resource
 from dialer.app import Node, build_node, run_node
 from dialer.demo_board import Board, Snapshot
-from dialer.demo_carrier import DID_NUMBERS, HUMAN_NUMBER, Carrier, DemoProspect, demo_prospects, free_port
+from dialer.demo_carrier import (
+    DID_NUMBERS,
+    HUMAN_NUMBER,
+    Carrier,
+    DemoProspect,
+    PjsuaCarrier,
+    SippCarrier,
+    demo_prospects,
+    free_port,
+)
 from dialer.demo_report import render_summary, summarize
 from dialer.domain import WEEKDAYS, CampaignStatus
 from dialer.regions import callee_profile
@@ -28,11 +37,15 @@ from dialer.window import window_open
 from sip.reference_worker import ReferenceWorker
 
 DEADLINE_SECONDS = 110.0  # give up before the promised two minutes, leaving time to hang up
-SIP_WORKERS = 2
 LINES_PER_DID = 2
+# Every call may be handed to a human, whose bridged leg needs a call slot in the call's own worker
+# process: with the PyPI pjsua2 (4 slots a process) each worker keeps 2 for human legs and takes 2
+# calls, and 3 workers carry the 3 DIDs' 6 lines.
+SIP_WORKERS = 3
+TRANSFER_LINES = 2
 CALL_TIMEOUT_SECONDS = 4  # ring-outs are cancelled after this: keeps no-answer retries quick
 RETRY_DELAY_SECONDS = 3
-INSTALL_SIPP = "SIPp plays the far end of the demo's calls; install it with `apt-get install sip-tester`"
+INSTALL_SIPP = "install SIPp with `apt-get install sip-tester`, or let pjsua2 play the carrier"
 
 
 @dataclass
@@ -59,6 +72,7 @@ def demo_settings(settings: Settings, data_dir: Path) -> Settings:
             "sip_host": "127.0.0.1",
             "sip_port": free_port(SIP_WORKERS),
             "sip_workers": SIP_WORKERS,
+            "sip_transfer_lines": TRANSFER_LINES,
             "sip_rtp_port": free_port(SIP_WORKERS * rtp_span),
             "sip_rtp_ports_per_worker": rtp_span,
             "dispatch_tick_seconds": 0.5,
@@ -178,18 +192,28 @@ async def watch(
     return f"the campaign did not finish within {DEADLINE_SECONDS:.0f} s"
 
 
-def run_demo(settings: Settings, data_dir: Path, prospects: int, keep_running: bool) -> int:
+def choose_carrier(kind: str, data_dir: Path, people: list[DemoProspect]) -> Carrier | None:
+    """SIPp for ``sipp``, pjsua2 for ``pjsua2``; ``auto``: SIPp when on PATH, else pjsua2. None: no SIPp."""
+    sipp = shutil.which("sipp") if kind in ("auto", "sipp") else None
+    if sipp is not None:
+        return SippCarrier(sipp, data_dir, people)
+    return None if kind == "sipp" else PjsuaCarrier(data_dir, people)
+
+
+def run_demo(
+    settings: Settings, data_dir: Path, prospects: int, keep_running: bool, carrier: str = "auto"
+) -> int:
     """Run the demo; returns the exit code (0: every prospect reached a terminal state in time)."""
     console = Console()
-    sipp = shutil.which("sipp")
-    if sipp is None:
-        console.print(f"error: `sipp` not found. {INSTALL_SIPP}", highlight=False)
+    people = demo_prospects(prospects)
+    far_end = choose_carrier(carrier, data_dir, people)
+    if far_end is None:
+        console.print(f"error: `sipp` not found: {INSTALL_SIPP}", highlight=False, soft_wrap=True)
         return 2
     data_dir.mkdir(parents=True, exist_ok=True)
-    people = demo_prospects(prospects)
     settings = demo_settings(settings, data_dir)
     deadline = time.monotonic() + DEADLINE_SECONDS
-    return asyncio.run(_demo(settings, Carrier(sipp, data_dir, people), console, keep_running, deadline))
+    return asyncio.run(_demo(settings, far_end, console, keep_running, deadline))
 
 
 async def _demo(
@@ -216,7 +240,8 @@ async def _demo(
             return 1
         console.print(
             f"dialer demo: {len(people)} prospects, {len(seeded.dids)} DIDs x {LINES_PER_DID} lines, "
-            f"{node.runtime.gateway.capacity()} SIP lines in {SIP_WORKERS} workers, SIPp as the carrier",
+            f"{node.runtime.gateway.capacity()} SIP lines in {SIP_WORKERS} workers "
+            f"(+{TRANSFER_LINES} each for human legs), {carrier.name} as the carrier",
             highlight=False,
             soft_wrap=True,
         )
@@ -235,7 +260,7 @@ async def _demo(
             console.print(f"error: {failure}; see {data_dir} for the database", highlight=False)
             return 1
         if not carrier.running():
-            console.print("error: the SIPp carrier exited during the demo", highlight=False)
+            console.print(f"error: the {carrier.name} carrier exited during the demo", highlight=False)
             return 1
         if keep_running:
             _key_id, key = await node.store.create_api_key(seeded.tenant)

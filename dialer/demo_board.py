@@ -1,6 +1,7 @@
 """The demo's live view: what the dispatch loop and the SIP events say, drawn as a Rich table or a line.
 
-It shows prospect names and DID labels, never a phone number.
+It shows prospect names and DID labels, never a phone number. Outcomes and prospect states go by the
+names the API, the metrics and the summary use (dialer/outcome.py, the prospect states).
 """
 
 from __future__ import annotations
@@ -20,14 +21,9 @@ from dialer.outcome import Outcome
 from dialer.ports import CallAnswered, CallEnded, CallEvent, CallRequest, CallRinging, DispatchObserver
 
 DIALLING, RINGING, TALKING = "dialling", "ringing", "talking"
-# Outcome names as the table says them.
-SAID = {
-    Outcome.ANSWERED: "answered",
-    Outcome.BUSY: "busy",
-    Outcome.NO_ANSWER: "no answer",
-    Outcome.REJECTED: "declined",
-    Outcome.TRANSFERRED: "transferred",
-}
+# The outcomes the table always lists (others appear once they happen), in the API's names.
+SHOWN = (Outcome.ANSWERED, Outcome.TRANSFERRED, Outcome.BUSY, Outcome.NO_ANSWER, Outcome.REJECTED)
+LINES_LEGEND = "# a call holds a line, . a free line; in use/cap, cap = the DID's max_concurrent_calls"
 
 
 @dataclass
@@ -97,10 +93,9 @@ class Board(DispatchObserver):
             call.state = TALKING
         elif isinstance(event, CallEnded):
             del self.live[event.attempt_id]
-            outcome = end_outcome(event)
-            said = SAID.get(outcome, outcome.value.replace("_", " "))
-            self.outcomes[said] += 1
-            self.recent.appendleft(f"{call.name} (attempt {call.attempt}): {said}")
+            outcome = end_outcome(event).value
+            self.outcomes[outcome] += 1
+            self.recent.appendleft(f"{call.name} (attempt {call.attempt}): {outcome}")
 
     # ---- drawing ---------------------------------------------------------------------------------
 
@@ -113,13 +108,14 @@ class Board(DispatchObserver):
     def line(self) -> str:
         """One plain progress line, for logs and terminals that are not a TTY."""
         snap = self.snapshot
-        done = snap.prospects.get("completed", 0) + snap.prospects.get("failed", 0)
+        completed, failed = snap.prospects.get("completed", 0), snap.prospects.get("failed", 0)
         lines = ", ".join(f"{label} {used}/{cap}" for label, used, cap in snap.lines)
         ended = ", ".join(f"{name} {count}" for name, count in sorted(self.outcomes.items()))
         return (
             f"[{self.elapsed():5.1f}s] dialling {self.in_state(DIALLING)}, ringing {self.in_state(RINGING)}, "
             f"talking {self.in_state(TALKING)} | ended: {ended or 'none yet'} | retry scheduled "
-            f"{snap.retry_scheduled} | done {done}/{self.total} | lines {lines} | window "
+            f"{snap.retry_scheduled} | prospects completed {completed}, failed {failed} of {self.total} | "
+            f"lines in use/cap {lines} | window "
             f"{_window_word(snap.window_open)}"
         )
 
@@ -131,20 +127,19 @@ class Board(DispatchObserver):
             now.add_row(state, str(self.in_state(state)))
         now.add_row("placed so far", str(self.placed_count))
 
-        ended = Table(title="attempts ended", show_header=False)
-        for said in ("answered", "transferred", "busy", "no answer", "declined"):
-            ended.add_row(said, str(self.outcomes[said]))
-        for said, count in sorted(self.outcomes.items()):
-            if said not in SAID.values():
-                ended.add_row(said, str(count))
+        ended = Table(title="attempts by outcome", show_header=False)
+        for outcome in SHOWN:
+            ended.add_row(outcome.value, str(self.outcomes[outcome.value]))
+        for name, count in sorted(self.outcomes.items()):
+            if name not in SHOWN:
+                ended.add_row(name, str(count))
 
         people = Table(title=f"prospects ({self.total})", show_header=False)
         first = snap.prospects.get("pending", 0) - snap.retry_scheduled
-        people.add_row("waiting first call", str(max(0, first)))
-        people.add_row("retry scheduled", str(snap.retry_scheduled))
-        people.add_row("in a call", str(snap.prospects.get("dialing", 0)))
-        people.add_row("reached", str(snap.prospects.get("completed", 0)))
-        people.add_row("gave up", str(snap.prospects.get("failed", 0)))
+        people.add_row("pending: first call", str(max(0, first)))
+        people.add_row("pending: retry scheduled", str(snap.retry_scheduled))
+        for state in ("dialing", "completed", "failed"):
+            people.add_row(state, str(snap.prospects.get(state, 0)))
 
         lines = Table(title="lines in use per DID", show_header=False)
         for label, used, cap in snap.lines:
@@ -162,6 +157,7 @@ class Board(DispatchObserver):
         return Group(
             header,
             Columns([now, ended, people, lines], padding=(0, 2)),
+            Text(f"lines per DID: {LINES_LEGEND}", style="dim"),
             Text("last calls:", style="bold"),
             recent,
         )

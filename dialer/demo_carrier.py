@@ -1,15 +1,24 @@
-"""The demo's far end: a SIPp "carrier" on loopback whose behaviour the called number picks."""
+"""The demo's far end: a "carrier" on loopback whose behaviour the called number picks.
+
+SIPp plays it (demo_scenarios/carrier.xml) when installed; else pjsua2 does (sip/carrier_front.py in
+front of sip/loopback_carrier.py processes), with the same script per number class.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import select
 import socket
 import struct
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from sip.carrier_front import PROCESSES, RTP_PORTS
 
 # Ofcom keeps 020 7946 0000-0999 for drama: real-looking London numbers that ring nobody. The digit
 # after "0" is the far end's script (demo_scenarios/carrier.xml); the human transfers reach uses 8,
@@ -128,28 +137,93 @@ def _ip_checksum(header: bytes) -> int:
     return ~total & 0xFFFF
 
 
-class Carrier:
-    """One SIPp UAS playing every callee of the campaign; ``start()`` returns its SIP port."""
+def first_calls(prospects: list[DemoProspect]) -> dict[str, int]:
+    """How many calls of classes 5, 6 and 7 go the first way (busy, ring out, REFER accepted)."""
+    return {
+        "BUSY_FIRST": sum(p.script is BUSY_THEN_ANSWER for p in prospects),
+        "RING_FIRST": sum(p.script is RING_THEN_ANSWER for p in prospects),
+        "REFER_FIRST": (sum(p.script is TRANSFER for p in prospects) + 1) // 2,
+    }
 
-    def __init__(self, sipp: str, workdir: Path, prospects: list[DemoProspect]) -> None:
-        self.sipp = sipp
+
+class Carrier:
+    """The far end of every call of the campaign; ``start()`` returns its SIP port."""
+
+    name = "?"
+
+    def __init__(self, workdir: Path, prospects: list[DemoProspect]) -> None:
         self.workdir = workdir
         self.prospects = prospects
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> int:
+        raise NotImplementedError
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
+class PjsuaCarrier(Carrier):
+    """pjsua2 processes behind one UDP front (sip/carrier_front.py): needs nothing but this package."""
+
+    name = "pjsua2"
+
+    def start(self) -> int:
+        counts = first_calls(self.prospects)
+        args = [sys.executable, "-m", "sip.carrier_front", "--prefix", NUMBER_PREFIX]
+        args += ["--busy-first", str(counts["BUSY_FIRST"]), "--ring-first", str(counts["RING_FIRST"])]
+        args += [
+            "--refer-first",
+            str(counts["REFER_FIRST"]),
+            "--rtp-port",
+            str(free_port(PROCESSES * RTP_PORTS)),
+        ]
+        root = str(Path(__file__).resolve().parent.parent)  # so the children find `sip`
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+        }
+        self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        assert self._proc.stdout is not None
+        ready, _, _ = select.select([self._proc.stdout], [], [], 20.0)
+        line = self._proc.stdout.readline().decode() if ready else ""
+        if not line.startswith("ready "):
+            self.stop()
+            raise RuntimeError("the pjsua2 carrier did not start")
+        self.port = int(line.split()[1])
+        return self.port
+
+
+class SippCarrier(Carrier):
+    """One SIPp UAS playing every callee of the campaign."""
+
+    name = "SIPp"
+
+    def __init__(self, sipp: str, workdir: Path, prospects: list[DemoProspect]) -> None:
+        super().__init__(workdir, prospects)
+        self.sipp = sipp
 
     def scenario(self) -> Path:
         """The shipped scenario with its per-run counts filled in (SIPp reads numbers at load time)."""
         text = resources.files("dialer").joinpath("demo_scenarios/carrier.xml").read_text()
         dtmf = self.workdir / "dtmf-0.pcap"
         dtmf.write_bytes(dtmf_capture("0", DTMF_PAYLOAD_TYPE))
-        fill = {
-            "BUSY_FIRST": sum(p.script is BUSY_THEN_ANSWER for p in self.prospects),
-            "RING_FIRST": sum(p.script is RING_THEN_ANSWER for p in self.prospects),
-            "REFER_FIRST": (sum(p.script is TRANSFER for p in self.prospects) + 1) // 2,
-            "DTMF_PT": DTMF_PAYLOAD_TYPE,
-            "DTMF_PCAP": dtmf.resolve(),
-        }
+        fill = {**first_calls(self.prospects), "DTMF_PT": DTMF_PAYLOAD_TYPE, "DTMF_PCAP": dtmf.resolve()}
         for name, value in fill.items():
             text = text.replace(f"@{name}@", str(value))
         path = self.workdir / "carrier.xml"
@@ -170,15 +244,3 @@ class Carrier:
             if self._proc.poll() is None:
                 return self.port
         raise RuntimeError(f"SIPp would not start; see {self.workdir / 'carrier-errors.log'}")
-
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=5)

@@ -13,6 +13,7 @@ from dialer.outcome import Outcome
 from dialer.storage import AttemptRecord
 
 REACHED = (Outcome.ANSWERED, Outcome.TRANSFERRED)
+HANDED_OVER = ("completed", "bridged")  # a transfer_result saying the human has the callee
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Summary:
     retries: int  # attempts after a prospect's first
     transfers: int  # calls handed to a human (REFER completed or legs bridged)
     transfers_asked: int  # calls whose voice worker (or the API) asked for a transfer, however it went
+    transfers_by: Mapping[str, int]  # transfers that reached the human, by method: refer, bridge
     prospects: Mapping[str, int]
 
     @property
@@ -63,6 +65,9 @@ def summarize(attempts: Sequence[AttemptRecord], prospects: Mapping[str, int]) -
         retries=sum(1 for a in attempts if a.attempt_number > 1),
         transfers=sum(1 for a in ended if a.outcome is Outcome.TRANSFERRED),
         transfers_asked=sum(1 for a in ended if a.outcome is Outcome.TRANSFERRED or a.transfer_result),
+        transfers_by=dict(
+            Counter(a.transfer_method or "?" for a in ended if a.transfer_result in HANDED_OVER)
+        ),
         prospects=dict(prospects),
     )
 
@@ -85,7 +90,8 @@ def render_summary(summary: Summary, elapsed: float) -> Table:
         if summary.outcomes.get(outcome.value):
             table.add_row(f"  {outcome.value}", str(summary.outcomes[outcome.value]))
     table.add_row("retries", str(summary.retries))
-    table.add_row("transfers", f"{summary.transfers} ({summary.transfers_asked} asked for)")
+    by = ", ".join(f"{method} {count}" for method, count in sorted(summary.transfers_by.items()))
+    table.add_row("transfers", f"{summary.transfers} of {summary.transfers_asked} asked for ({by or 'none'})")
     table.add_section()
     for state, count in summary.prospects.items():
         if count:

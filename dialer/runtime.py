@@ -125,6 +125,7 @@ class Runtime:
             workers=settings.sip_workers,
             rtp_port=settings.sip_rtp_port,
             rtp_ports_per_worker=settings.sip_rtp_ports_per_worker,
+            transfer_lines=settings.sip_transfer_lines,
             max_call_seconds=settings.max_call_seconds,
             max_call_seconds_for=self._call_limit,
             worker_urls=self._worker_url,

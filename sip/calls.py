@@ -136,6 +136,7 @@ class CallTable:
         self.transfers: TransferDesk | None = None  # set by the desk; None: REFERs get 603
         self.workers: WorkerDesk | None = None  # SIP-URI voice workers' legs; set by the desk
         self.capacity = 0  # pjsua call slots (the probe's answer); 0: unknown, pjsua alone refuses
+        self.transfer_lines = 0  # of those, kept for bridged transfers' human legs: no call takes them
         self.calls: dict[int, Call] = {}
         self.closing = False
         self.probe_user: str | None = None  # inbound calls for this user are capacity-probe twins
@@ -167,17 +168,25 @@ class CallTable:
 
     def reserved(self) -> int:
         """Call slots held beside the table's calls: SIP-URI voice workers' legs, held from dial or
-        answer on (sip/sip_worker.py), and the human legs of bridged transfers."""
+        answer on (sip/sip_worker.py), and what transfers hold (sip/transfers.py ``TransferDesk.held``)."""
         workers = self.workers.reserved() if self.workers is not None else 0
-        transfers = self.transfers.active.values() if self.transfers is not None else ()
-        return workers + sum(1 for state in transfers if state.leg is not None)
+        return workers + (self.transfers.held() if self.transfers is not None else 0)
 
     def lines_left(self) -> int | None:
-        """pjsua call slots neither in use nor held for a worker leg; None while the cap is unknown.
+        """pjsua call slots neither in use nor held for a leg; None while the cap is unknown. A
+        transfer's human leg may take any of them, the ``transfer_lines`` kept for legs included."""
+        return self.capacity - len(self.calls) - self.reserved() if self.capacity else None
+
+    def lines_for_calls(self) -> int | None:
+        """The free slots a new call may take: ``lines_left`` less the transfer lines no transfer uses.
 
         A call to a SIP-URI worker needs two: the worker refuses a call it could not also bridge.
         """
-        return self.capacity - len(self.calls) - self.reserved() if self.capacity else None
+        left = self.lines_left()
+        if left is None:
+            return None
+        held = self.transfers.held() if self.transfers is not None else 0
+        return left - max(0, self.transfer_lines - held)
 
     def dial(self, cmd: Dial, account: pj.Account) -> None:
         spec = StreamSpec.from_wire(cmd.stream) if cmd.stream else None
@@ -186,7 +195,7 @@ class CallTable:
         if wait > 0:
             self.emit(Full(cmd.key, max(round(wait, 3), 0.001)))
             return
-        left = self.lines_left()
+        left = self.lines_for_calls()
         if left is not None and left < lines:
             self.emit(Full(cmd.key))
             return
@@ -212,7 +221,7 @@ class CallTable:
         if call is None or call.decided:
             return
         spec = StreamSpec.from_wire(cmd.stream) if cmd.stream else None
-        left = self.lines_left()  # this call's own slot is counted already
+        left = self.lines_for_calls()  # this call's own slot is counted already
         if spec is not None and spec.sip and left is not None and left < 1:
             call.limit = NO_WORKER_LINE
             self.reject(Reject(cmd.key, 486))
@@ -310,8 +319,8 @@ class CallTable:
         if self.closing:
             self.reject(Reject(call.key, 503, RETRY_AFTER))
             return
-        left = self.lines_left()
-        if left is not None and left < 0:  # it took a slot held for a SIP worker's leg: busy, as pjsua is
+        left = self.lines_for_calls()
+        if left is not None and left < 0:  # it took a slot held for a leg: busy, as a full pjsua is
             self.emit(Rejected(called, caller_user(message), 486, call.started_at))
             self.reject(Reject(call.key, 486))
             return

@@ -100,6 +100,8 @@ class SipGateway(CallLauncher):
     inbound ones (it may return an awaitable, which is run as a task); ``on_media`` gets the RTP
     counts of each outbound call at its end. All callbacks run on the asyncio loop thread.
     ``media_sockets`` is the handle table of the pjsua build's media ioqueue (64 in the PyPI wheel).
+    ``transfer_lines`` call slots of each worker are kept for the human legs of bridged transfers (a
+    leg must be in its call's process): calls never take them, and ``capacity()`` leaves them out.
     ``tls`` adds a TLS transport for trunks with ``Transport.TLS``; it listens on ``tls_port + i``
     (with the PEM certificate and key given) when ``tls_port`` is set, else on an ephemeral port.
     ``worker_urls`` maps an agent id to its voice worker's WebSocket URL: answered calls of agents
@@ -123,6 +125,7 @@ class SipGateway(CallLauncher):
         rtp_ports_per_worker: int = 2000,
         max_calls_per_worker: int = 512,
         media_sockets: int = 64,
+        transfer_lines: int = 0,
         tls: bool = False,
         tls_port: int | None = None,
         tls_cert_file: str | None = None,
@@ -161,6 +164,7 @@ class SipGateway(CallLauncher):
                 rtp_ports=rtp_ports_per_worker,
                 max_calls=max_calls_per_worker,
                 media_sockets=media_sockets,
+                transfer_lines=transfer_lines,
                 tls=tls,
                 tls_port=tls_port + i if tls_port else 0,
                 tls_cert=tls_cert_file or "",

@@ -29,6 +29,7 @@ class WorkerConfig:
     rtp_ports: int
     max_calls: int = 512  # asked of pjsua; its build may hold fewer, which the probe finds out
     media_sockets: int = 64  # PJ_IOQUEUE_MAX_HANDLES of the build's media ioqueue (64 in the PyPI wheel)
+    transfer_lines: int = 0  # call slots kept for bridged transfers' human legs (at most capacity - 1)
     tls: bool = False
     tls_port: int = 0  # 0: an ephemeral port, enough to call TLS trunks; listening needs a fixed one
     tls_cert: str = ""  # PEM files; a TLS listener needs them, a TLS client does not
@@ -198,7 +199,8 @@ class Stop:
 
 @dataclass(frozen=True)
 class Ready:
-    """The worker is up and holds at most ``capacity`` calls at once (found by probing)."""
+    """The worker is up and holds at most ``capacity`` calls at once (found by probing, less the
+    ``transfer_lines`` it keeps for human legs)."""
 
     capacity: int
     pid: int

@@ -7,6 +7,10 @@ refused (a final 4xx-6xx, from the REFER's response or a NOTIFY sipfrag) or no f
 leg that fails leaves the call with its voice worker, which is told (``transfer_failed``); a bridged
 human leg lives as long as the call, and either leg's end hangs up the other.
 
+The human leg needs a pjsua call slot in this process (the call's audio is joined here): an ``auto`` or
+``bridge`` transfer holds a free slot from the moment it is asked, so a call placed while the REFER is
+out cannot take it, and the worker's ``transfer_lines`` are slots no call takes (``CallTable``).
+
 A REFER from the far end is refused with 603 unless its trunk accepts them; then pjsua calls the
 Refer-To target and, once that leg answers, it takes the call's key and voice-worker stream.
 
@@ -73,6 +77,7 @@ class _Transfer:
     bridged: bool = False
     limit: str | None = None
     refusal: tuple[int | None, str] = (None, "")  # a final REFER failure, acted on by the next timer run
+    holds_line: bool = False  # a call slot is held for the human leg (see the module docstring)
     fell_back: str = ""  # why the REFER failed before the bridge was tried (for the record)
 
 
@@ -97,6 +102,9 @@ class TransferDesk:
             log.warning("call %d: a transfer is already under way", cmd.key)
             return
         state = _Transfer(cmd.key, cmd.mode, time.time(), cmd, next(self._serials))
+        # Hold the human leg's slot now, before anything is sent, if the transfer may need one.
+        left = self.table.lines_left()
+        state.holds_line = cmd.mode in ("auto", "bridge") and (left is None or left > 0)
         self.active[cmd.key] = state
         if call is None or call.answered_at is None:
             self._fail(state, None, "the call is not answered")
@@ -137,7 +145,7 @@ class TransferDesk:
         if account is None:
             self._fail(state, None, "unknown trunk")
             return
-        if self.table.room() > 0 or not self._slot_free():
+        if self.table.room() > 0 or not self._slot_free(state):
             self._fail(state, None, NO_LINE)
             return
         leg = Leg(self.table, account, call.key)
@@ -269,12 +277,18 @@ class TransferDesk:
                 state.limit = NO_ANSWER
                 self._hangup(state.leg)  # CANCEL; its DISCONNECTED fails the transfer
 
-    def _slot_free(self) -> bool:
-        """Whether pjsua has a call slot left for one more leg (else makeCall fails with PJ_ETOOMANY and
-        pjsua logs it); unknown before the capacity probe, when pjsua alone decides."""
-        left = self.table.lines_left()
-        legs = sum(1 for state in self.active.values() if state.leg is not None) + len(self._orphans)
-        return left is None or left - legs > 0
+    def _slot_free(self, state: _Transfer) -> bool:
+        """Whether pjsua has a call slot for this transfer's leg (else makeCall fails with PJ_ETOOMANY
+        and pjsua logs it): the one it holds, or one still free; unknown before the capacity probe,
+        when pjsua alone decides."""
+        left = self.table.lines_left()  # other transfers' legs and held slots are counted in it
+        return state.holds_line or left is None or left > 0
+
+    def held(self) -> int:
+        """Call slots transfers hold: human legs (placed or held for), and calls an inbound REFER
+        replaced that are not yet hung up."""
+        holding = sum(1 for state in self.active.values() if state.leg is not None or state.holds_line)
+        return holding + len(self._orphans)
 
     def pending(self) -> bool:
         """Whether a leg is still up (shutdown waits for its DISCONNECTED)."""

@@ -81,7 +81,9 @@ class Worker:
         self.stack.start()
         capacity = self.stack.probe(self.pump)
         self.stack.table.capacity = capacity  # a call to a SIP-URI worker needs two of these slots
-        self.emit(Ready(capacity, os.getpid()))
+        # Slots kept for human legs are no lines for calls: the gateway counts only the others.
+        kept = self.stack.table.transfer_lines = max(0, min(self.config.transfer_lines, capacity - 1))
+        self.emit(Ready(capacity - kept, os.getpid()))
         self.flush()
         while self._run_commands():
             self.flush()  # replies now, not after the next poll

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+import io
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+from rich.console import Console
+
 from dialer.demo_board import Board
 from dialer.demo_carrier import BUSY_THEN_ANSWER, NUMBER_PREFIX, demo_prospects
-from dialer.demo_report import p95, summarize
+from dialer.demo_report import p95, render_summary, summarize
 from dialer.outcome import Outcome
 from dialer.ports import CallAnswered, CallEnded, CallRequest, CallRinging, DispatchObserver
 from dialer.runtime import Watchers
@@ -54,6 +57,25 @@ def test_summary_figures() -> None:
     assert summary.pdd_p95_seconds == 0.7
     assert (summary.retries, summary.transfers) == (1, 0)
     assert summary.outcomes == {"answered": 2, "busy": 1, "no_answer": 1}
+    assert summary.transfers_by == {}
+
+
+def test_summary_counts_transfers_by_how_they_reached_the_human() -> None:
+    refer, bridged, failed = (
+        attempt(Outcome.TRANSFERRED),
+        attempt(Outcome.TRANSFERRED),
+        attempt(Outcome.ANSWERED),
+    )
+    refer = replace(refer, transfer_method="refer", transfer_result="completed")
+    bridged = replace(bridged, transfer_method="bridge", transfer_result="bridged")
+    failed = replace(
+        failed, transfer_method="bridge", transfer_result="failed (REFER 603 Decline; bridge: busy)"
+    )
+    summary = summarize([refer, bridged, failed], {"completed": 3})
+    assert (summary.transfers, summary.transfers_asked) == (2, 3)
+    assert summary.transfers_by == {"refer": 1, "bridge": 1}
+    text = render(render_summary(summary, 1.0))
+    assert "transfers" in text and "2 of 3 asked for (bridge 1, refer 1)" in text
     assert p95([]) is None and p95([float(i) for i in range(1, 101)]) == 95.0
 
 
@@ -79,6 +101,27 @@ def test_board_follows_calls_even_when_events_overtake_the_dispatcher() -> None:
     assert board.outcomes["busy"] == 1
     assert board.recent[0] == "Ada Archer (attempt 2): busy"
     assert "+44" not in board.line() and "2079460" not in board.line()
+
+
+def test_board_names_outcomes_as_the_api_and_the_summary_do() -> None:
+    board = Board({"+442079460900": "London 1"}, total=2)
+    ends = {uuid4(): (603, "Decline"), uuid4(): (487, "Request Terminated")}
+    for attempt_id, (code, reason) in ends.items():
+        board.placed(request(attempt_id), 0.0)
+        board.on_event(CallEnded(attempt_id, T0, code, reason, confirmed=False))
+    assert dict(board.outcomes) == {Outcome.REJECTED.value: 1, Outcome.NO_ANSWER.value: 1}
+    text = render(board.render())
+    for name in ("rejected", "no_answer", "answered", "transferred", "busy", "completed", "failed"):
+        assert name in text, text
+    assert "declined" not in text and "reached" not in text
+    assert "# a call holds a line" in text, "the DID lines gauge has its legend"
+    assert "ended: no_answer 1, rejected 1" in board.line()
+
+
+def render(renderable: Any) -> str:
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
 
 
 def test_the_runtimes_watchers_pass_every_observer_call_on() -> None:
