@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 _CODEC_PRIORITY = {"PCMU/8000/1": 255, "PCMA/8000/1": 254}
 _OTHER_CODECS_MAX = 128
 _PJSUA_LOG_LEVEL = {"DEBUG": 5, "INFO": 2}  # pjsua 1 = errors, 2 = warnings, 5 = every SIP message
+BRIDGE_RATE = 8000  # the conference bridge's clock rate (recorder WAVs are at this rate)
 
 
 class _LogWriter(pj.LogWriter):  # type: ignore[misc]  # pjsua2 has no stubs
@@ -95,6 +96,9 @@ class Stack:
         # null device's clock drives the conference bridge: calls would stop sending RTP and DTMF.
         cfg.medConfig.sndAutoCloseTime = -1
         cfg.medConfig.noVad = True  # keep RTP flowing through silence: peers time out silent streams
+        # The bridge at 8 kHz, the rate of G.711 trunks and of the voice-worker stream ports: at the default
+        # 16 kHz every call's stream and every stream port is resampled both ways on each 20 ms tick.
+        cfg.medConfig.clockRate = cfg.medConfig.sndClockRate = BRIDGE_RATE
         self.ep.libInit(cfg)
         for kind in (pj.PJSIP_TRANSPORT_UDP, pj.PJSIP_TRANSPORT_TCP):
             self.ep.transportCreate(kind, self._transport(self.config.port))
