@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import logging
 import os
 import time
@@ -26,6 +27,20 @@ _CODEC_PRIORITY = {"PCMU/8000/1": 255, "PCMA/8000/1": 254}
 _OTHER_CODECS_MAX = 128
 _PJSUA_LOG_LEVEL = {"DEBUG": 5, "INFO": 2}  # pjsua 1 = errors, 2 = warnings, 5 = every SIP message
 BRIDGE_RATE = 8000  # the conference bridge's clock rate (recorder WAVs are at this rate)
+WHEEL_IOQUEUE_HANDLES = 64  # PJ_IOQUEUE_MAX_HANDLES of the PyPI wheel (pjproject's default)
+
+
+def build_media_sockets() -> int:
+    """PJ_IOQUEUE_MAX_HANDLES of the pjsua2 in use (how many media sockets one worker may open).
+
+    pjsua2 does not expose it: deploy/build-pjsua2 records its build's limits in a ``pjsua2_build``
+    module next to pjsua2; without one this is the PyPI wheel. The call cap itself is probed (``probe``).
+    """
+    try:
+        build = importlib.import_module("pjsua2_build")
+    except ImportError:
+        return WHEEL_IOQUEUE_HANDLES
+    return int(build.IOQUEUE_MAX_HANDLES)
 
 
 class _LogWriter(pj.LogWriter):  # type: ignore[misc]  # pjsua2 has no stubs
@@ -69,7 +84,7 @@ class Stack:
     def __init__(self, config: WorkerConfig, emit: Emit, hub: StreamHub | None = None) -> None:
         self.config = config
         self.emit = emit
-        self.table = CallTable(emit, config.media_sockets, hub)
+        self.table = CallTable(emit, config.media_sockets or build_media_sockets(), hub)
         self.accounts: dict[str, _Account] = {}
         self.transfers = TransferDesk(self.table, self.accounts.get)
         self.workers = WorkerDesk(

@@ -99,7 +99,8 @@ class SipGateway(CallLauncher):
     one) to its route, None meaning 404. ``on_event`` gets outbound call events and ``on_inbound``
     inbound ones (it may return an awaitable, which is run as a task); ``on_media`` gets the RTP
     counts of each outbound call at its end. All callbacks run on the asyncio loop thread.
-    ``media_sockets`` is the handle table of the pjsua build's media ioqueue (64 in the PyPI wheel).
+    ``media_sockets`` is the handle table of the pjsua build's media ioqueue; 0 (default): the build's
+    own (64 in the PyPI wheel, 8192 from deploy/build-pjsua2; docs/capacity.md).
     ``tls`` adds a TLS transport for trunks with ``Transport.TLS``; it listens on ``tls_port + i``
     (with the PEM certificate and key given) when ``tls_port`` is set, else on an ephemeral port.
     ``worker_urls`` maps an agent id to its voice worker's WebSocket URL: answered calls of agents
@@ -122,7 +123,7 @@ class SipGateway(CallLauncher):
         rtp_port: int = 20000,
         rtp_ports_per_worker: int = 2000,
         max_calls_per_worker: int = 512,
-        media_sockets: int = 64,
+        media_sockets: int = 0,
         tls: bool = False,
         tls_port: int | None = None,
         tls_cert_file: str | None = None,
