@@ -182,7 +182,7 @@ def rtp_misses(stats: list[MediaStats], calls: int, seconds: float) -> list[str]
     why = []
     if len(stats) < calls:
         why.append(f"{calls - len(stats)} calls without RTP counts")
-    short = sum(1 for s in stats if s.rx < 0.9 * 50 * seconds)
+    short = sum(1 for s in stats if s.rx_packets < 0.9 * 50 * seconds)
     lost = sum(s.rx_lost for s in stats)
     if short:
         why.append(f"{short} calls received < 90% of their RTP")
