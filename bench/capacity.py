@@ -29,6 +29,7 @@ import contextlib
 import importlib.util
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -51,6 +52,7 @@ from sip.trunks import TrunkConfig  # noqa: E402
 WHEEL_CALLS_PER_WORKER = 4
 IDLE_SECONDS = 5.0
 RTP_RANGE = 4  # RTP ports per call in a worker's range (RTP + RTCP, and room for reuse)
+SATURATED_MS = 60.0  # a baseline p99 above this: the box, not the bridge, sets the latency
 
 
 @dataclass
@@ -59,6 +61,22 @@ class Box:
     rss_per_call_mb: float
     idle_per_worker: float  # % of a core, before any call
     workers: int
+
+
+def rtp_base(span: int) -> int:
+    """A UDP port range below Linux's ephemeral ports (32768+), where no other process's connection
+    takes a port between this check and the gateway binding it (a collision stalls a call's set-up)."""
+    for base in range(10000, 32768 - span, 1000):
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(base, base + span):
+                    stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)).bind(
+                        ("127.0.0.1", port)
+                    )
+        except OSError:
+            continue
+        return base
+    raise RuntimeError(f"no {span} free UDP ports below 32768")
 
 
 def built() -> bool:
@@ -121,7 +139,7 @@ async def gateway_run(
     per_worker = -(-calls * legs // workers)
     span = max(40, RTP_RANGE * per_worker)
     gateway = SipGateway(
-        lookup, port=free_port(workers), workers=workers, rtp_port=free_port(span * workers),
+        lookup, port=free_port(workers), workers=workers, rtp_port=rtp_base(span * workers),
         rtp_ports_per_worker=span, worker_urls=urls, max_calls_per_worker=max(per_worker + 8, 16),
     )  # fmt: skip
     stats: list[MediaStats] = []
@@ -142,7 +160,10 @@ async def gateway_run(
         for request in requests:
             await gateway.place(request)
         if mode == "stream":
-            run = await mb.measured(worker, calls, pids, seconds)
+            try:
+                run = await mb.measured(worker, calls, pids, seconds)
+            except RuntimeError as exc:  # not every stream started in 30 s: this step broke
+                return None, Box(0, rss_mb(pids) / calls, idle, len(pids)), [str(exc)]
         else:
             run = await bridged_only(gateway, calls, pids, seconds)
         box = Box(run.cpu_per_call, rss_mb(pids) / calls, idle, len(pids))
@@ -198,6 +219,7 @@ async def ramp(
     kind = "deploy/build-pjsua2" if built() else f"PyPI wheel ({WHEEL_CALLS_PER_WORKER} calls a process)"
     print(f"pjsua2: {kind}; mode {mode}; load average {os.getloadavg()[0]:.2f}")
     held: tuple[int, Box, float] | None = None
+    unjudged: list[int] = []  # concurrencies whose latency could not be judged against the baseline
     for calls in sweep:
         if time.monotonic() - began > budget:
             print(f"\nbudget of {budget:.0f} s spent: ramp stopped before {calls} calls")
@@ -222,6 +244,13 @@ async def ramp(
             mb.show(calls, run, base)
             why += mb.breaks(run, base)
             ratio = run.cpu_per_call / max(base.cpu_per_call, 0.01)
+            if max(base.heard.p99, base.spoken.p99) > SATURATED_MS:
+                unjudged.append(calls)
+                print(
+                    f"  latency NOT judged at {calls} calls: the plain-WebSocket baseline's own p99 is "
+                    f"{base.heard.p99:.0f} / {base.spoken.p99:.0f} ms (machine or bench process saturated); "
+                    f"the bridge's absolute p99 is {run.heard.p99:.0f} / {run.spoken.p99:.0f} ms"
+                )
         print(
             f"{calls} calls, {box.workers} SIP worker processes: CPU/call {box.cpu_per_call:.2f}% of a core, "
             f"RSS/call {box.rss_per_call_mb:.1f} MB, idle CPU/worker {box.idle_per_worker:.2f}%"
@@ -236,6 +265,8 @@ async def ramp(
         print("\nno tested concurrency held")
         return
     calls, box, ratio = held
+    if unjudged:
+        print(f"\nlatency not judged (baseline saturated) at: {', '.join(map(str, unjudged))} calls")
     print(
         f"\nlargest that held: {calls} calls ({mode}); CPU/call {box.cpu_per_call:.2f}% of a core"
         + (f" ({ratio:.1f}x plain WebSocket clients)" if mode == "stream" else "")
