@@ -1,7 +1,7 @@
 # One command checks everything: `make check` (format, lint, types, tests). CI runs exactly this.
 PY ?= python3
 
-.PHONY: check fmt lint types test bench constraints system-deps
+.PHONY: check fmt lint types test bench constraints system-deps pjsua2
 
 check: lint types test
 
@@ -33,3 +33,9 @@ constraints:
 	.constraints-venv/bin/pip install -q -e '.[dev]'
 	{ sed -n '1,2p' constraints.txt; .constraints-venv/bin/pip freeze --exclude-editable | grep -v '^#'; } > constraints.new
 	mv constraints.new constraints.txt && rm -rf .constraints-venv
+
+# A high-capacity pjsua2 (1024 calls per worker process instead of the PyPI wheel's 4) built from pjproject 2.15.1
+# into the active venv (PYTHON=...; WHEEL_DIR=dir for a wheel instead); docs/capacity.md
+PJPROJECT_TARBALL ?= pjproject-2.15.1.tar.gz
+pjsua2:
+	PYTHON=$(PY) deploy/build-pjsua2 $(PJPROJECT_TARBALL)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 from uuid import UUID
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from dialer.dispatch import end_outcome
@@ -295,12 +296,31 @@ def _seconds(start: datetime | None, end: datetime) -> float | None:
     return (end - start).total_seconds() if start is not None else None
 
 
-class SipWorkerCollector(Collector):
-    """SIP worker processes up/down and total call capacity, read from the gateway at scrape time."""
+class SipUsage(Protocol):
+    """What ``SipGateway.usage`` returns (sip/launcher.py), as far as metrics read it."""
 
-    def __init__(self, workers: Callable[[], dict[str, int | None]], capacity: Callable[[], int]) -> None:
+    @property
+    def in_use(self) -> int: ...
+    @property
+    def cpu_seconds(self) -> float: ...
+    @property
+    def rss_bytes(self) -> int: ...
+
+
+class SipWorkerCollector(Collector):
+    """SIP worker processes up/down, total call capacity and, given ``usage``, the slots in use and the
+    workers' CPU time and memory, read from the gateway at scrape time. CPU per call in PromQL:
+    ``rate(dialer_sip_worker_cpu_seconds_total[5m]) / dialer_sip_calls_in_use``."""
+
+    def __init__(
+        self,
+        workers: Callable[[], dict[str, int | None]],
+        capacity: Callable[[], int],
+        usage: Callable[[], SipUsage] | None = None,
+    ) -> None:
         self._workers = workers
         self._capacity = capacity
+        self._usage = usage
 
     def collect(self) -> Iterable[Metric]:
         workers = self._workers()
@@ -313,4 +333,22 @@ class SipWorkerCollector(Collector):
             "dialer_sip_capacity_calls",
             "Calls the running SIP workers can hold at once",
             value=self._capacity(),
+        )
+        if self._usage is None:
+            return
+        usage = self._usage()
+        yield GaugeMetricFamily(
+            "dialer_sip_calls_in_use",
+            "pjsua call slots in use in the running SIP workers",
+            value=usage.in_use,
+        )
+        yield CounterMetricFamily(
+            "dialer_sip_worker_cpu_seconds",
+            "User + system CPU time of the running SIP worker processes (resets when one restarts)",
+            value=usage.cpu_seconds,
+        )
+        yield GaugeMetricFamily(
+            "dialer_sip_worker_rss_bytes",
+            "Resident memory of the running SIP worker processes",
+            value=usage.rss_bytes,
         )

@@ -133,11 +133,15 @@ class Runtime:
             worker_backoff=settings.worker_reconnect_backoff_seconds,
         )
         self.gateway.on_bridge = self._on_bridge
-        self.metrics.registry.register(SipWorkerCollector(self.gateway.workers, self.gateway.capacity))
+        collector = SipWorkerCollector(self.gateway.workers, self.gateway.capacity, self.gateway.usage)
+        self.metrics.registry.register(collector)
         self.webhooks = build_webhooks(store, self.metrics, allow_private=settings.webhook_allow_private)
         self.opt_outs = OptOuts(store, self.webhooks)  # opt-outs said or keyed during calls
         self.watchers = Watchers(self.webhooks.observer(MetricsObserver(self.metrics)))
         self._listeners: list[Callable[[CallEvent], None]] = []  # see add_observer
+        self._last_usage: tuple[float, float] | None = (
+            None  # (monotonic, worker CPU seconds) at the last /health
+        )
         self.launcher = MeteredLauncher(self.webhooks.launcher(self.gateway), self.metrics)
         self.dispatcher = Dispatcher(
             store,
@@ -310,6 +314,23 @@ class Runtime:
             await self.store.record_transfer(call_id, target, mode, f"failed ({exc})", ended_at=now)
             raise CallRejected(str(exc)) from None
 
+    def _sip_cost(self) -> dict[str, object]:
+        """Slots in use and the SIP workers' cost per call since the previous /health (None the first
+        time or with no call): how close this box is to its limit (docs/capacity.md)."""
+        usage, now = self.gateway.usage(), time.monotonic()
+        last, self._last_usage = self._last_usage, (now, usage.cpu_seconds)
+        cpu = None
+        if last is not None and now > last[0] and usage.cpu_seconds >= last[1]:
+            cpu = 100 * (usage.cpu_seconds - last[1]) / (now - last[0])
+        return {
+            "calls_in_use": usage.in_use,
+            "worker_cpu_percent": None if cpu is None else round(cpu, 2),
+            "cpu_percent_per_call": round(cpu / usage.in_use, 3)
+            if cpu is not None and usage.in_use
+            else None,
+            "rss_mb_per_call": round(usage.rss_bytes / 2**20 / usage.in_use, 2) if usage.in_use else None,
+        }
+
     async def health(self) -> dict[str, dict[str, object]]:
         workers = self.gateway.workers()
         components: dict[str, dict[str, object]] = {
@@ -320,6 +341,7 @@ class Runtime:
                 "up": sum(1 for pid in workers.values() if pid is not None),
                 "capacity": self.gateway.capacity(),
                 "active_calls": len(self.gateway.live_attempts()),
+                **self._sip_cost(),
             }
         }
         if self.settings.redis_url is not None:

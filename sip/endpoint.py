@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import importlib
 import logging
 import os
 import time
@@ -34,6 +35,21 @@ _DISABLE_TCP_SWITCH_INDEX = 4
 SESSION_EXPIRES = 600  # s: how long a carrier keeps a call whose session refreshes stopped
 MIN_SE = 90  # s: RFC 4028's floor; a peer asking for less gets 422
 _PJSUA_LOG_LEVEL = {"DEBUG": 5, "INFO": 2}  # pjsua 1 = errors, 2 = warnings, 5 = every SIP message
+BRIDGE_RATE = 8000  # the conference bridge's clock rate (recorder WAVs are at this rate)
+WHEEL_IOQUEUE_HANDLES = 64  # PJ_IOQUEUE_MAX_HANDLES of the PyPI wheel (pjproject's default)
+
+
+def build_media_sockets() -> int:
+    """PJ_IOQUEUE_MAX_HANDLES of the pjsua2 in use (how many media sockets one worker may open).
+
+    pjsua2 does not expose it: deploy/build-pjsua2 records its build's limits in a ``pjsua2_build``
+    module next to pjsua2; without one this is the PyPI wheel. The call cap itself is probed (``probe``).
+    """
+    try:
+        build = importlib.import_module("pjsua2_build")
+    except ImportError:
+        return WHEEL_IOQUEUE_HANDLES
+    return int(build.IOQUEUE_MAX_HANDLES)
 
 
 def keep_udp() -> None:
@@ -89,7 +105,7 @@ class Stack:
     def __init__(self, config: WorkerConfig, emit: Emit, hub: StreamHub | None = None) -> None:
         self.config = config
         self.emit = emit
-        self.table = CallTable(emit, config.media_sockets, hub)
+        self.table = CallTable(emit, config.media_sockets or build_media_sockets(), hub)
         self.accounts: dict[str, _Account] = {}
         self.transfers = TransferDesk(self.table, self.accounts.get)
         self.workers = WorkerDesk(
@@ -117,6 +133,9 @@ class Stack:
         # null device's clock drives the conference bridge: calls would stop sending RTP and DTMF.
         cfg.medConfig.sndAutoCloseTime = -1
         cfg.medConfig.noVad = True  # keep RTP flowing through silence: peers time out silent streams
+        # The bridge at 8 kHz, the rate of G.711 trunks and of the voice-worker stream ports: at the default
+        # 16 kHz every call's stream and every stream port is resampled both ways on each 20 ms tick.
+        cfg.medConfig.clockRate = cfg.medConfig.sndClockRate = BRIDGE_RATE
         self.ep.libInit(cfg)
         for kind in (pj.PJSIP_TRANSPORT_UDP, pj.PJSIP_TRANSPORT_TCP):
             self.ep.transportCreate(kind, self._transport(self.config.port))

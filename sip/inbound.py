@@ -80,6 +80,10 @@ class InboundDesk:
         self._calls: dict[tuple[str, int], _Call] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def live(self) -> int:
+        """Inbound calls offered and not ended yet."""
+        return len(self._calls)
+
     def handle(self, worker: WorkerProcess, event: Event) -> bool:
         """Take a worker event if it is about an inbound call; False when it is not."""
         if isinstance(event, Rejected):  # pjsua had no free slot and answered 486 by itself

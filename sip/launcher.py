@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,6 +82,32 @@ def call_headers(caller_uri: str, request: CallRequest) -> dict[str, str]:
     return headers
 
 
+@dataclass(frozen=True)
+class SipUsage:
+    """How much of its capacity a gateway uses now, and what its SIP worker processes cost."""
+
+    in_use: int  # pjsua call slots held: live outbound and inbound calls, SIP-URI workers' legs
+    capacity: int  # what the running workers hold at once (probed), as ``SipGateway.capacity``
+    cpu_seconds: float  # user + system CPU time of the running worker processes since each started
+    rss_bytes: int  # their resident memory
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def process_cost(pid: int) -> tuple[float, int]:
+    """CPU seconds (user + system) and resident bytes of a process, from Linux's /proc; (0, 0) if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/statm") as statm:
+            resident = int(statm.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0, 0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS, resident * _PAGE
+
+
 @dataclass
 class _Outbound:
     attempt_id: UUID
@@ -99,7 +126,8 @@ class SipGateway(CallLauncher):
     one) to its route, None meaning 404. ``on_event`` gets outbound call events and ``on_inbound``
     inbound ones (it may return an awaitable, which is run as a task); ``on_media`` gets the RTP
     counts of each outbound call at its end. All callbacks run on the asyncio loop thread.
-    ``media_sockets`` is the handle table of the pjsua build's media ioqueue (64 in the PyPI wheel).
+    ``media_sockets`` is the handle table of the pjsua build's media ioqueue; 0 (default): the build's
+    own (64 in the PyPI wheel, 8192 from deploy/build-pjsua2; docs/capacity.md).
     ``transfer_lines`` call slots of each worker are kept for the human legs of bridged transfers (a
     leg must be in its call's process): calls never take them, and ``capacity()`` leaves them out.
     ``tls`` adds a TLS transport for trunks with ``Transport.TLS``; it listens on ``tls_port + i``
@@ -124,7 +152,7 @@ class SipGateway(CallLauncher):
         rtp_port: int = 20000,
         rtp_ports_per_worker: int = 2000,
         max_calls_per_worker: int = 512,
-        media_sockets: int = 64,
+        media_sockets: int = 0,
         transfer_lines: int = 0,
         tls: bool = False,
         tls_port: int | None = None,
@@ -210,6 +238,18 @@ class SipGateway(CallLauncher):
         second call slot each live call to a SIP-URI voice worker holds for its worker leg."""
         legs = sum(1 for call in self._calls.values() if call.sip_worker) + len(self._sip_inbound)
         return max(0, self._supervisor.capacity() - legs)
+
+    def usage(self) -> SipUsage:
+        """Slots in use against capacity, and the worker processes' CPU time and memory (cheap: reads
+        /proc once per worker; a rate of ``cpu_seconds`` over ``in_use`` is the CPU per call)."""
+        legs = sum(1 for call in self._calls.values() if call.sip_worker) + len(self._sip_inbound)
+        cpu, rss = 0.0, 0
+        for pid in self.workers().values():
+            if pid is not None:
+                seconds, resident = process_cost(pid)
+                cpu, rss = cpu + seconds, rss + resident
+        in_use = len(self._calls) + self._desk.live() + legs
+        return SipUsage(in_use, self._supervisor.capacity(), cpu, rss)
 
     def live_attempts(self) -> set[UUID]:
         return set(self._by_attempt)

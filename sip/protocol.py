@@ -28,7 +28,7 @@ class WorkerConfig:
     rtp_port: int
     rtp_ports: int
     max_calls: int = 512  # asked of pjsua; its build may hold fewer, which the probe finds out
-    media_sockets: int = 64  # PJ_IOQUEUE_MAX_HANDLES of the build's media ioqueue (64 in the PyPI wheel)
+    media_sockets: int = 0  # PJ_IOQUEUE_MAX_HANDLES of the build's media ioqueue; 0: the build's own
     transfer_lines: int = 0  # call slots kept for bridged transfers' human legs (at most capacity - 1)
     tls: bool = False
     tls_port: int = 0  # 0: an ephemeral port, enough to call TLS trunks; listening needs a fixed one

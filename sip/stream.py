@@ -79,11 +79,11 @@ class StreamSession:
     # ---- from other threads ------------------------------------------------------------------
 
     def feed(self, pcm: bytes) -> None:
-        """One 20 ms frame the call heard (clock thread)."""
+        """One 20 ms frame the call heard (clock thread; batched with the other calls' of the tick)."""
         self.hub.call(self._audio, pcm)
 
     def marks_played(self, names: list[str]) -> None:
-        """Marks whose audio has been handed to the call (clock thread)."""
+        """Marks whose audio has been handed to the call (clock thread; batched like ``feed``)."""
         self.hub.call(self._echo_marks, names)
 
     def dtmf(self, digit: str) -> None:
@@ -226,13 +226,15 @@ class StreamSession:
         self._chunk += 1  # also while a dropped socket is re-opened: timestamps follow the call's clock
         if not self._started:
             return
-        media = {
-            "track": "inbound",
-            "chunk": str(self._chunk),
-            "timestamp": str((self._chunk - 1) * 20),
-            "payload": base64.b64encode(ulaw_encode(pcm)).decode(),
-        }
-        self._send("media", {"media": media})
+        # 50 a second per call: formatted directly (what ``_send`` would make; base64 and the ids need no
+        # JSON escaping), about a third of json.dumps' cost
+        self._sequence += 1
+        payload = base64.b64encode(ulaw_encode(pcm)).decode()
+        self._queue.put_nowait(
+            f'{{"event":"media","sequenceNumber":"{self._sequence}","streamSid":"{self.stream_sid}",'
+            f'"media":{{"track":"inbound","chunk":"{self._chunk}","timestamp":"{(self._chunk - 1) * 20}",'
+            f'"payload":"{payload}"}}}}'
+        )
 
     def _digit(self, digit: str) -> None:
         if self._closing:
@@ -303,6 +305,8 @@ class StreamHub:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="streams", daemon=True)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._batch_lock = threading.Lock()  # never held around a pjsua2 call
+        self._batch: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
 
     def start(self) -> None:
         self._thread.start()
@@ -312,9 +316,31 @@ class StreamHub:
         self.loop.run_forever()
 
     def call(self, function: Callable[..., object], *args: Any) -> None:
-        """Run ``function(*args)`` on the hub loop, from any thread; dropped once the hub stopped."""
-        with contextlib.suppress(RuntimeError):  # loop closed
-            self.loop.call_soon_threadsafe(function, *args)
+        """Run ``function(*args)`` on the hub loop, from any thread, in the order of calls; dropped once
+        the hub stopped.
+
+        Calls are batched for the clock thread's per-frame work (``feed``, ``marks_played``): what every
+        call's port hands over in one 20 ms tick wakes the loop once (one self-pipe write and one loop
+        turn per tick, not one per call and direction). Everything goes through the same batch, so the
+        order between threads' calls is kept (a ``stop`` never overtakes the frame before it)."""
+        with self._batch_lock:
+            self._batch.append((function, args))
+            wake = len(self._batch) == 1
+        if wake:
+            try:
+                self.loop.call_soon_threadsafe(self._run_batch)
+            except RuntimeError:  # loop closed: nothing will run these
+                with self._batch_lock:
+                    self._batch.clear()
+
+    def _run_batch(self) -> None:
+        with self._batch_lock:
+            batch, self._batch = self._batch, []
+        for function, args in batch:
+            try:
+                function(*args)
+            except Exception:  # one call's failure must not drop the other calls' frames
+                log.exception("a stream callback failed")
 
     def open(self, key: int, spec: StreamSpec, playout: Playout) -> StreamSession:
         """Start streaming call ``key`` (any thread); the session connects on the hub loop."""

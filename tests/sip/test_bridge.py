@@ -392,3 +392,63 @@ async def test_worker_that_never_answers_the_handshake_hangs_up_within_2_s(
     delay = (ended.at - answered.at).total_seconds()
     assert ended.reason is not None and ended.reason.endswith(f"({WORKER_UNREACHABLE})")
     assert 1.0 < delay < 2.0, delay  # the handshake timeout, then the hang-up
+
+
+async def test_two_calls_in_one_worker_keep_their_own_audio_and_every_frame(
+    gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    """Two calls streamed from the same SIP worker process (one clock thread, one batched hub loop):
+    each voice-worker session hears only its own far end's tone, every chunk arrives in order with no
+    gap, and the worker's echo reaches only the call it came from."""
+    chunks: dict[int, list[int]] = {}
+
+    class Counting(ReferenceWorker):
+        async def _heard(self, session: WorkerSession, message: dict[str, Any]) -> None:
+            chunks.setdefault(id(session), []).append(int(message["media"]["chunk"]))
+            await super()._heard(session, message)
+
+    server = Counting(greeting_seconds=0, echo=True)  # echoes each call's audio back into that call
+    await server.start()
+    try:
+        far = await gateway()
+        far.routes[NUMBER] = InboundRoute(uuid4(), uuid4(), uuid4())
+        agent = uuid4()
+
+        async def worker_urls(agent_id: UUID) -> str | None:
+            return server.url if agent_id == agent else None
+
+        near = await gateway(worker_urls=worker_urls)
+        trunk = near.trunk(far.port)
+        requests = [replace(near.request(trunk, to=NUMBER), agent_id=agent) for _ in range(2)]
+        tones = (440.0, 1000.0)
+        recordings = [tmp_path / "far0.wav", tmp_path / "far1.wav"]
+        for index, request in enumerate(requests):
+            await near.gateway.place(request)
+            answered = await until(
+                lambda n=index + 1: [e for e in far.inbound if isinstance(e, InboundAnswered)][n - 1 :], 5
+            )
+            far_call = answered[0].call_id
+            assert far.gateway.record(far_call, str(recordings[index]))
+            wav = write_wav(tmp_path / f"tone{index}.wav", tone(tones[index], 3.0))
+            assert far.gateway.play(far_call, wav)
+        await until(lambda: len([s for s in server.sessions if s.media_frames >= 100]) == 2, 10)
+        for request in requests:
+            await near.gateway.hangup(request.attempt_id)
+        for request in requests:
+            assert (await near.ended(request.attempt_id)).confirmed
+    finally:
+        await server.stop()
+    heard_tones = set()
+    for session in server.sessions:
+        heard = bytes(session.heard[-RATE:])  # the last 0.5 s
+        loud = [hz for hz in tones if level(heard, hz) > 0.3]
+        quiet = [hz for hz in tones if level(heard, hz) < 0.05]
+        assert len(loud) == 1 and len(quiet) == 1, [level(heard, hz) for hz in tones]
+        heard_tones.add(loud[0])
+        numbers = chunks[id(session)]
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), "a chunk was lost or reordered"
+    assert heard_tones == set(tones)
+    for path, (own, other) in zip(recordings, (tones, tones[::-1]), strict=True):
+        far_heard = await read_wav(path)
+        assert max(far_heard.windows(own)) > 0.3, far_heard.windows(own)
+        assert max(far_heard.windows(other)) < 0.05, far_heard.windows(other)

@@ -164,6 +164,13 @@ async def test_campaign_runs_to_completion_under_its_caps(stack: Stack, sipp) ->
     assert value("dialer_dispatch_lag_seconds_count") == 6
     assert value("dialer_sip_capacity_calls") == stack.runtime.gateway.capacity() > 0
     assert value("dialer_sip_workers", {"state": "up"}) == 1
+    assert value("dialer_sip_calls_in_use") == 0  # every call has ended
+    assert value("dialer_sip_worker_cpu_seconds_total") > 0  # the worker streamed six calls
+    assert value("dialer_sip_worker_rss_bytes") > 10 * 2**20
+    await stack.runtime.health()
+    sip_health = (await stack.runtime.health())["sip_workers"]
+    assert sip_health["calls_in_use"] == 0 and sip_health["cpu_percent_per_call"] is None  # no call now
+    assert isinstance(sip_health["worker_cpu_percent"], float) and sip_health["worker_cpu_percent"] >= 0
     exposition = generate_latest(metrics.registry).decode()
     assert not any(number.lstrip("+") in exposition for number in [*DIDS, *(c.to_number for c in calls)])
 

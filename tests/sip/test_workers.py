@@ -36,6 +36,9 @@ async def test_calls_spread_over_workers_until_full(gateway: GatewayFactory, sip
     everyone = first + rest
     await until(lambda: sum(isinstance(e, CallAnswered) for e in gw.events) == len(everyone), 10)
     assert gw.gateway.live_attempts() == {request.attempt_id for request in everyone}
+    usage = gw.gateway.usage()  # what /health and /metrics show: full, and what the workers cost
+    assert (usage.in_use, usage.capacity) == (len(everyone), gw.gateway.capacity())
+    assert usage.cpu_seconds > 0 and usage.rss_bytes > 2 * 10 * 2**20  # two pjsua2 processes
     with pytest.raises(LauncherFull):
         await gw.gateway.place(gw.request(trunk))
     for request in everyone:
@@ -43,6 +46,7 @@ async def test_calls_spread_over_workers_until_full(gateway: GatewayFactory, sip
     ended = [await gw.ended(request.attempt_id) for request in everyone]
     assert all(e.sip_code == 200 and e.confirmed for e in ended)
     assert Counter(e.worker for e in ended) == {"sip-0": per_worker, "sip-1": per_worker}
+    assert gw.gateway.usage().in_use == 0
     assert await peer.finished() == 0
 
 
