@@ -131,6 +131,13 @@ CODES: dict[str, Code] = {
     "DATABASE_ERROR": Code(
         500, "Unexpected database error.", "unexpected database error", routes="any route"
     ),
+    "DATABASE_UNAVAILABLE": Code(
+        503,
+        "The database cannot be reached right now (down or restarting); retry. Calls already up go on, "
+        "and what they do is written once it is back (README, Storage outages).",
+        "the database is unavailable; retry shortly",
+        routes="any route",
+    ),
     "UPSTREAM_SERVICE_ERROR": Code(
         502,
         "The SIP gateway refused the call action.",
@@ -254,7 +261,7 @@ ROUTE_EXAMPLES: dict[tuple[str, str, str], tuple[str, list[dict[str, Any]]]] = {
 KEYED = ("UNAUTHORIZED", "INVALID_API_KEY", "RATE_LIMITED")
 SECRET = ("INSUFFICIENT_SCOPE",)
 WITH_INPUT = ("VALIDATION_ERROR",)
-ALWAYS = ("INTERNAL_SERVER_ERROR", "DATABASE_ERROR")
+ALWAYS = ("INTERNAL_SERVER_ERROR", "DATABASE_ERROR", "DATABASE_UNAVAILABLE")
 
 
 def example_body(code: str, route: tuple[str, str] | None = None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ seed's code where the seed names one (docs/errors.md lists every code, its statu
     ├── Conflict                    409  CONFLICT, INVALID_CAMPAIGN_TRANSITION, CALL_ENDED, ...
     ├── RateLimited                 429  RATE_LIMITED (carries Retry-After)
     ├── BadGateway                  502  UPSTREAM_SERVICE_ERROR (the gateway refused a call action)
-    └── Unavailable                 503  UPSTREAM_SERVICE_TIMEOUT, NOT_READY
+    └── Unavailable                 503  UPSTREAM_SERVICE_TIMEOUT, NOT_READY, DATABASE_UNAVAILABLE
 
 Every bad request value or shape is ONE code, VALIDATION_ERROR, whichever of the seed's spellings its
 section uses (BAD_REQUEST_FORMAT, validation_error, bad_request, BAD_REQUEST): a client handles one
@@ -35,6 +35,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dialer.ports import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +209,9 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     # The route template, not the URL: paths (/phone-numbers/{number}) and queries may carry phone numbers.
     template = getattr(request.scope.get("route"), "path", "unmatched route")
+    if isinstance(exc, StorageUnavailable):  # an outage, not a bug: the client may retry
+        log.warning("database unavailable on %s %s: %s", request.method, template, exc)
+        return _respond(Unavailable("DATABASE_UNAVAILABLE", "the database is unavailable; retry shortly"))
     log.error("unhandled error on %s %s", request.method, template, exc_info=exc)
     if isinstance(exc, SQLAlchemyError):
         return _respond(ApiError("DATABASE_ERROR", "unexpected database error"))

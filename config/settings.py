@@ -19,6 +19,11 @@ class Settings(BaseSettings):
         default="sqlite:///./data/dialer.db",
         description="SQLAlchemy URL: a SQLite file (default) or postgresql+psycopg://…",
     )
+    journal_file: Path | None = Field(
+        default=None,
+        description="Spool file of call events that wait for the database during an outage (past the "
+        "1000 held in memory); default: call-journal[-NODE_ID].jsonl beside the SQLite file, else ./data/",
+    )
     # coordination
     redis_url: str | None = Field(default=None, description="Unset = in-process coordination")
     redis_namespace: str = Field(
@@ -81,6 +86,13 @@ class Settings(BaseSettings):
     # logs
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: Literal["text", "json"] = Field(default="text", description="json: one JSON object per line")
+
+    def journal_path(self) -> Path:
+        """Where this node spools call events while the database is down (one file per node)."""
+        if self.journal_file is not None:
+            return self.journal_file
+        folder = (self.sqlite_path() or Path("./data/x")).parent
+        return folder / (f"call-journal-{self.node_id}.jsonl" if self.node_id else "call-journal.jsonl")
 
     def sqlite_path(self) -> Path | None:
         """The SQLite file behind ``database_url``, if it is one (to create its folder)."""

@@ -22,6 +22,7 @@ from dialer.domain import (
     ProspectState,
     ProspectUpdate,
 )
+from dialer.journal import CallJournal
 from dialer.outcome import Outcome, classify, end_reason
 from dialer.phone import country_of, is_local_to
 from dialer.ports import (
@@ -37,6 +38,7 @@ from dialer.ports import (
     LauncherFull,
     LaunchRefused,
     Lease,
+    StorageUnavailable,
 )
 from dialer.regions import RuleBook, callee_profile
 from dialer.retry import after_attempt, orphan_gone_at
@@ -106,6 +108,7 @@ class Dispatcher:
         tick: float = 1.0,
         observer: DispatchObserver | None = None,
         max_call_seconds: float = 3600.0,
+        journal: CallJournal | None = None,
     ) -> None:
         self.store = store
         self.coordinator = coordinator
@@ -116,6 +119,11 @@ class Dispatcher:
         self.lease_ttl = lease_ttl
         self.tick = tick
         self.max_call_seconds = max_call_seconds  # a lost call may be up at the carrier this long
+        # Call-event writes go through the journal, which holds them while storage is down. One made
+        # here (none given: tests, single-purpose use) is drained by run(); a given one by its owner.
+        self._owns_journal = journal is None
+        self.journal = journal or CallJournal(store, None)
+        self.journal.on_drained = self.wake
         self.stats = DispatchStats()
         self.observer = observer or DispatchObserver()
         self._live: dict[UUID, LiveCall] = {}
@@ -127,28 +135,44 @@ class Dispatcher:
     # ---- lifecycle -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Reconcile, then dispatch until ``stop()``; settles events and renews leases alongside."""
-        await self.reconcile()
+        """Reconcile, then dispatch until ``stop()``; settles events and renews leases alongside.
+
+        Fails closed: while storage is down (or call events still wait in the journal) nothing is
+        dialled; the loop retries every tick and refills as soon as the journal has drained.
+        """
         settle = asyncio.create_task(self._settle_events(), name="dispatch-settle")
         renew = asyncio.create_task(self._renew_leases(), name="dispatch-renew")
-        next_reconcile = time.monotonic() + self.lease_ttl
+        helpers = [settle, renew]
+        if self._owns_journal:
+            helpers.append(asyncio.create_task(self.journal.run(), name="call-journal"))
+        next_reconcile = 0.0  # at once: attempts a crashed run left in flight
+        storage_down = False
         try:
             while not self._stopping:
-                if time.monotonic() >= next_reconcile:
-                    # Calls of a node that died keep their leases until the TTL: settle them after.
-                    next_reconcile = time.monotonic() + self.lease_ttl
-                    try:
+                try:
+                    if self.journal.backlog:
+                        raise StorageUnavailable(f"{self.journal.backlog} call events wait to be written")
+                    if time.monotonic() >= next_reconcile:
+                        # Calls of a node that died keep their leases until the TTL: settle them after.
                         await self.reconcile()
-                    except Exception:
-                        log.exception("reconciliation failed")
-                await self.fill_all()
+                        next_reconcile = time.monotonic() + self.lease_ttl
+                    await self.fill_all()
+                    if storage_down:
+                        log.warning("storage back: dialing resumes")
+                    storage_down = False
+                except StorageUnavailable as exc:
+                    if not storage_down:
+                        log.error("storage unavailable, dialing stops until it is back: %s", exc)
+                    storage_down = True
+                except Exception:
+                    log.exception("dispatch pass failed")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.tick)
                 self._wake.clear()
         finally:
-            settle.cancel()
-            renew.cancel()
-            await asyncio.gather(settle, renew, return_exceptions=True)
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
 
     def stop(self) -> None:
         """Stop placing calls; calls already up are left to finish."""
@@ -183,7 +207,8 @@ class Dispatcher:
         on a later pass). Never redials the same attempt: the attempt is ended, and any retry is a
         new attempt whose time the campaign's failed-call policy sets.
         """
-        live = self.launcher.live_attempts() | set(self._live)
+        # Taken before reading the open attempts: a journal write applied in between has ended its row.
+        live = self.launcher.live_attempts() | set(self._live) | self.journal.pending()
         settled = 0
         for open_attempt in await self.store.open_attempts():
             attempt_id, prospect = open_attempt.attempt_id, open_attempt.prospect
@@ -223,6 +248,8 @@ class Dispatcher:
                 break
             try:
                 placed += await self.fill(campaign_id)
+            except StorageUnavailable:  # not this campaign's fault: stop the pass, dial nothing
+                raise
             except Exception:  # one campaign's fault must not stop the others
                 log.exception("dispatch failed for campaign %s", campaign_id)
         return placed
@@ -302,7 +329,12 @@ class Dispatcher:
             created_at=now,
         )
         # The attempt is durable before anything leaves: a crash after this line is reconciled.
-        if not await self.store.claim_attempt(attempt, now):
+        try:
+            claimed = await self.store.claim_attempt(attempt, now)
+        except BaseException:  # storage down: nothing is dialled, and the slots go back at once
+            await self.coordinator.release(lease)
+            raise
+        if not claimed:
             await self.coordinator.release(lease)
             return "skipped"
         self._live[attempt.id] = LiveCall(attempt.id, plan, prospect, lease, candidate.did.id, now)
@@ -378,10 +410,10 @@ class Dispatcher:
             return
         if isinstance(event, CallRinging):
             call.ringing_at = event.at
-            await self.store.call_progress(event.attempt_id, ringing_at=event.at)
+            await self.journal.call_progress(event.attempt_id, ringing_at=event.at)
         elif isinstance(event, CallAnswered):
             call.answered_at = event.at
-            await self.store.call_progress(event.attempt_id, answered_at=event.at)
+            await self.journal.call_progress(event.attempt_id, answered_at=event.at)
         elif isinstance(event, CallEnded):
             outcome = end_outcome(event)
             await self._settle(event.attempt_id, event, end_reason(event.sip_code, event.reason), outcome)
@@ -419,7 +451,7 @@ class Dispatcher:
             sip_worker=event.worker if event else None,
         )
         try:
-            await self.store.finish_attempt(attempt_id, result, update)
+            await self.journal.finish_attempt(attempt_id, result, update)
         finally:
             await self.coordinator.release(call.lease)
             self.stats.ended[outcome.value] = self.stats.ended.get(outcome.value, 0) + 1

@@ -130,6 +130,11 @@ class Coordinator(ABC):
 # --------------------------------------------------------------------------------------------------
 
 
+class StorageUnavailable(Exception):
+    """The database cannot be reached right now (down, restarting, network); the same write may
+    succeed later. Raised by every store method in place of the driver's connection errors."""
+
+
 class DialStore(ABC):
     """Persistent truth for dialling: campaigns, due prospects, attempts."""
 

@@ -8,6 +8,7 @@ commands from the coordinator (``dialer.commands.GatewayServer``); ``--role all`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -22,6 +23,7 @@ from config.settings import Settings
 from dialer.allocation import campaign_resource, did_resource, trunk_resource
 from dialer.dispatch import Dispatcher
 from dialer.domain import AttemptResult
+from dialer.journal import CallJournal
 from dialer.metrics import NO_CAMPAIGN, MeteredLauncher, Metrics, MetricsObserver, SipWorkerCollector
 from dialer.opt_out import OptOuts
 from dialer.outcome import Outcome, classify
@@ -143,6 +145,8 @@ class Runtime:
             None  # (monotonic, worker CPU seconds) at the last /health
         )
         self.launcher = MeteredLauncher(self.webhooks.launcher(self.gateway), self.metrics)
+        # Call-event writes (dispatcher, single calls, inbound) in one order, kept through an outage.
+        self.journal = CallJournal(store, settings.journal_path())
         self.dispatcher = Dispatcher(
             store,
             coordinator,
@@ -153,6 +157,7 @@ class Runtime:
             tick=settings.dispatch_tick_seconds,
             observer=self.watchers,
             max_call_seconds=settings.max_call_seconds,
+            journal=self.journal,
         )
         self.single_calls = SingleCalls(
             store,
@@ -160,6 +165,7 @@ class Runtime:
             self.launcher,
             lease_ttl=settings.lease_ttl_seconds,
             max_call_seconds=settings.max_call_seconds,
+            journal=self.journal,
         )
         # None on a gateway-only node: the scheduler role runs the scheduled starts there.
         self.scheduler = (
@@ -181,6 +187,7 @@ class Runtime:
         self._to_dispatcher = self.launcher.on_event
         self.launcher.on_event = self._route_event
         self._dispatching: asyncio.Task[None] | None = None
+        self._journaling: asyncio.Task[None] | None = None
         self._settling: set[asyncio.Task[None]] = set()
         self._refreshing: asyncio.Task[None] | None = None
         self._inbound_calls: set[UUID] = set()  # inbound calls up on this node's SIP workers
@@ -197,6 +204,8 @@ class Runtime:
             if record.spec.register:
                 await self.gateway.add_trunk(trunk_config(record))
         self.single_calls.start()
+        self.journal.load()  # events an earlier run spooled during an outage: written first
+        self._journaling = asyncio.create_task(self.journal.run(), name="call-journal")
         self._dispatching = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
         self._refreshing = asyncio.create_task(self._refresh_metrics_forever(), name="metrics-refresh")
         if self.scheduler is not None:
@@ -215,8 +224,20 @@ class Runtime:
         await self.gateway.stop()  # reports every live call ended...
         await self.dispatcher.settle_pending()  # ...and those reports are written before we return
         await asyncio.gather(*self._settling, return_exceptions=True)
+        await self._stop_journal()
         await self.single_calls.stop()
         await self.webhooks.stop()  # after the last call events, so their webhooks are written
+
+    async def _stop_journal(self, within: float = 5.0) -> None:
+        """Give waiting call events a last chance to be written; what is left stays in the spool file
+        for the next start (memory-only entries are moved there first)."""
+        if self._journaling is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.journal.drain(), within)
+        self._journaling.cancel()
+        await asyncio.gather(self._journaling, return_exceptions=True)
+        self.journal.spill()
 
     def _started_on_schedule(self, campaign_id: UUID) -> None:
         self.dispatcher.wake()
@@ -489,7 +510,8 @@ class Runtime:
             self.webhooks.inbound_offered(
                 event.route.tenant_id, event.call_id, event.route.agent_id, event.caller or "", event.called
             )
-            await self.store.create_call(
+            await self.journal.create_call(
+                event.call_id,
                 event.route.tenant_id,
                 from_number=event.caller or "",
                 to_number=event.called,
@@ -497,10 +519,9 @@ class Runtime:
                 from_did_id=event.route.number_id,
                 agent_id=event.route.agent_id,
                 created_at=event.at,
-                call_id=event.call_id,
             )
         elif isinstance(event, InboundAnswered):
-            await self.store.call_progress(event.call_id, answered_at=event.at)
+            await self.journal.call_progress(event.call_id, answered_at=event.at)
         elif isinstance(event, InboundEnded) and event.route is not None:
             outcome = Outcome.UNKNOWN if event.sip_code is None else classify(event.sip_code, event.confirmed)
             if event.transferred:
@@ -517,7 +538,7 @@ class Runtime:
             )
             talk = (event.at - event.answered_at).total_seconds() if event.answered_at else None
             self.metrics.inbound_ended(str(event.route.trunk_id), outcome, talk)
-            await self.store.finish_attempt(event.call_id, result, None)
+            await self.journal.finish_attempt(event.call_id, result, None)
             self.webhooks.inbound_ended(
                 event.route.tenant_id,
                 event.call_id,

@@ -18,6 +18,7 @@ from uuid import UUID
 from dialer.allocation import did_resource, trunk_resource
 from dialer.dispatch import end_outcome
 from dialer.domain import AttemptResult
+from dialer.journal import CallJournal
 from dialer.outcome import Outcome, end_reason
 from dialer.ports import (
     CallAnswered,
@@ -69,8 +70,10 @@ class SingleCalls:
         lease_ttl: float = 30.0,
         max_call_seconds: float = 3600.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        journal: CallJournal | None = None,
     ) -> None:
         self.store = store
+        self.journal = journal or CallJournal(store, None)  # call-event writes survive an outage
         self.coordinator = coordinator
         self.launcher = launcher
         self.lease_ttl = lease_ttl
@@ -150,10 +153,10 @@ class SingleCalls:
             return
         if isinstance(event, CallRinging):
             call.ringing_at = event.at
-            await self.store.call_progress(event.attempt_id, ringing_at=event.at)
+            await self.journal.call_progress(event.attempt_id, ringing_at=event.at)
         elif isinstance(event, CallAnswered):
             call.answered_at = event.at
-            await self.store.call_progress(event.attempt_id, answered_at=event.at)
+            await self.journal.call_progress(event.attempt_id, answered_at=event.at)
         elif isinstance(event, CallEnded):
             await self._settle(
                 event.attempt_id, event, end_outcome(event), end_reason(event.sip_code, event.reason)
@@ -188,7 +191,7 @@ class SingleCalls:
             answered_at=(event.answered_at if event else None) or (call.answered_at if call else None),
             sip_worker=event.worker if event else None,
         )
-        await self.store.finish_attempt(call_id, result, None)
+        await self.journal.finish_attempt(call_id, result, None)
 
     async def reconcile(self) -> int:
         """Calls outside any campaign left open by a crash end as ``unknown``; returns how many.
@@ -198,7 +201,7 @@ class SingleCalls:
         call that never got as far as its lease) is lost once it is older than the longest call
         allowed plus ``LOST_CALL_GRACE_SECONDS``: no gateway keeps a call that long.
         """
-        live = self.launcher.live_attempts() | set(self._live)
+        live = self.launcher.live_attempts() | set(self._live) | self.journal.pending()
         oldest = self.clock() - timedelta(seconds=self.max_call_seconds + LOST_CALL_GRACE_SECONDS)
         settled = 0
         for call in await self.store.open_calls():

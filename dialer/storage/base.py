@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from dialer.ports import StorageUnavailable
 from dialer.storage.engine import make_engine, migrate
 
 P = ParamSpec("P")
@@ -28,9 +29,20 @@ def threaded(fn: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
 
     @functools.wraps(fn)
     async def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            # Connection refused/reset, server shutting down, SQLite busy: nothing was written (the
+            # transaction did not commit), and the same call may succeed later.
+            raise StorageUnavailable(_first_line(exc)) from exc
 
     return run
+
+
+def _first_line(exc: Exception) -> str:
+    """The driver's message without the SQL and parameters SQLAlchemy appends (they may hold numbers)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def utcnow() -> datetime:

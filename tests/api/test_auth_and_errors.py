@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from uuid import uuid4
 
@@ -109,6 +110,22 @@ async def test_unexpected_errors_are_500_without_details(acme: Tenant, store: Sq
             response = await client.post(f"/calls/{call}/hangup")
     error = assert_error(response, 500, "INTERNAL_SERVER_ERROR")
     assert "passwd" not in response.text and "Traceback" not in response.text and "details" not in error
+
+
+async def test_a_database_outage_is_503_database_unavailable(acme: Tenant) -> None:
+    """Nothing listens where the store points (an outage): a clear 503 to retry, not a 500."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = SqlStore(f"postgresql+psycopg://postgres@127.0.0.1:{port}/test?connect_timeout=2")
+    try:
+        async for url in serve(create_app(down, runtime=FakeRuntime())):
+            async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": acme.sk}) as client:
+                response = await client.get("/campaigns")
+    finally:
+        down.dispose()
+    error = assert_error(response, 503, "DATABASE_UNAVAILABLE")
+    assert "retry" in error["message"] and str(port) not in response.text
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from tests.api.conftest import DID, ROOMY, FakeRuntime, Tenant, make_tenant, ser
 
 UNKNOWN_PHONE = "+14155559999"
 #: Not triggered per route: no request can make them happen on purpose (test_auth_and_errors forces one).
-UNTRIGGERED = {"INTERNAL_SERVER_ERROR", "DATABASE_ERROR"}
+UNTRIGGERED = {"INTERNAL_SERVER_ERROR", "DATABASE_ERROR", "DATABASE_UNAVAILABLE"}
 #: The resource a path's first id names, and the code for it missing.
 PATH_RESOURCE = {
     "/campaigns/{id}": "CAMPAIGN_NOT_FOUND",
