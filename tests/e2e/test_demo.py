@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dialer.demo_carrier import DID_NUMBERS, HUMAN_NUMBER, TRANSFER, demo_prospects, first_calls
+from tests.system_tools import find, missing_message, required
 
 pytestmark = pytest.mark.timeout(100)
 
@@ -40,9 +40,8 @@ def figure(output: str, label: str) -> int:
 
 @pytest.mark.parametrize("carrier", ["sipp", "pjsua2"])
 def test_demo_runs_a_mixed_campaign_to_the_end(tmp_path: Path, carrier: str) -> None:
-    no_sipp = carrier == "sipp" and shutil.which("sipp") is None
-    if no_sipp and os.environ.get("DIALER_TEST_REQUIRE_SERVICES") != "1":
-        pytest.skip("sipp not installed (Debian package sip-tester)")
+    if carrier == "sipp" and find("sipp") is None and not required():
+        pytest.skip(missing_message("sipp", "sip-tester"))
     started = time.monotonic()
     done = demo(tmp_path, "--prospects", str(PROSPECTS), "--carrier", carrier)
     took = time.monotonic() - started

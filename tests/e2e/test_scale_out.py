@@ -40,12 +40,13 @@ from tests.conftest import postgres_schema
 from tests.e2e import sipp_trace
 from tests.e2e.test_serve import cli
 from tests.sip.peers import SIPP, free_port
+from tests.system_tools import needs
 
 pytestmark = [
     pytest.mark.timeout(90),
     pytest.mark.redis,
     pytest.mark.postgres,
-    pytest.mark.skipif(SIPP is None, reason="needs SIPp"),
+    needs("sipp", "sip-tester"),
 ]
 
 SCENARIO = Path(__file__).parent / "hold_then_bye.xml"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 from pathlib import Path
 from uuid import UUID, uuid4
@@ -14,6 +13,7 @@ from dialer.ports import CallAnswered
 from sip.events import InboundRoute, MediaStats
 from sip.trunks import Transport
 from tests.sip.peers import GatewayFactory, free_port, until
+from tests.system_tools import require
 
 pytestmark = pytest.mark.timeout(30)  # each test; SIPp and workers are killed at teardown
 
@@ -44,11 +44,10 @@ async def test_rtp_flows_both_ways_between_two_pjsua2_endpoints(gateway: Gateway
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[str, str]:
     """A throw-away self-signed certificate and its key (PEM files) for a TLS listener."""
-    if shutil.which("openssl") is None:
-        pytest.skip("needs openssl to make a certificate")
+    openssl = require("openssl", "openssl")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
          "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True, timeout=30,
     )  # fmt: skip
