@@ -56,6 +56,9 @@ def outbound_stream(
         "direction": "outbound",
         "from": request.from_number,
         "to": request.to_number,
+        # pipecat's Twilio CallData (and other Twilio bots) read these names
+        "from_number": request.from_number,
+        "to_number": request.to_number,
         "attempt_number": request.attempt_number,
         "attempt_id": request.attempt_id,
         "agent_id": request.agent_id,
@@ -84,6 +87,8 @@ def inbound_stream(
         "direction": "inbound",
         "from": caller,
         "to": called,
+        "from_number": caller,
+        "to_number": called,
         "agent_id": route.agent_id,
         "number_id": route.number_id,
     }

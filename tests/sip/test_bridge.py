@@ -186,6 +186,8 @@ async def test_start_carries_call_metadata_and_stop_ends_the_stream(
         "direction": "outbound",
         "from": DID,
         "to": NUMBER,
+        "from_number": DID,
+        "to_number": NUMBER,
         "attempt_number": "2",
         "attempt_id": str(request.attempt_id),
         "agent_id": str(request.agent_id),
