@@ -43,6 +43,9 @@ TRANSFER_MODES = ("auto", "refer", "bridge")
 WORKER_UNREACHABLE = "voice worker unreachable"
 WORKER_DISCONNECTED = "voice worker disconnected"
 WORKER_HANGUP = "voice worker hangup"
+WORKER_CLOSED = "voice worker hung up (closed the stream)"  # a normal closure (1000) by the worker
+WORKER_SILENT = "voice worker silent after start (no message, no pong)"
+PROOF_SECONDS = 1.5  # a worker silent this long after ``start`` (no message, no pong) has not taken the call
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,10 @@ class StreamSession:
         self.spec = spec
         self.playout = playout
         self.stream_sid = f"MZ{uuid.uuid4().hex}"
-        self.connected_at: float | None = None  # epoch: first ``start`` out on an open socket (hub loop)
+        # epoch: when the worker was proven there after ``start`` (its first message, or its pong)
+        self.connected_at: float | None = None
+        self._proving: asyncio.Task[None] | None = None
+        self._silent = False  # the worker never answered after ``start`` (see _prove)
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()  # made here; only used on the hub loop
         self._start_text: str | None = None  # the ``start`` message of the current socket
         self._held: list[str] = []  # digits pressed before ``start`` went out: sent right after it
@@ -193,19 +199,51 @@ class StreamSession:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, WebSocketException, OSError):
                 await writer
+        if self._proving is not None:
+            self._proving.cancel()
+            self._proving = None
         if self._closing:
             return None
+        if self._silent:
+            log.warning("call %d: %s", self.key, WORKER_SILENT)
+            return WORKER_SILENT
+        if ws.close_code == NORMAL_CLOSURE:  # the worker ended the call on purpose: its hang-up
+            log.info("call %d: %s", self.key, WORKER_CLOSED)
+            return WORKER_CLOSED
         log.warning("call %d: %s (close code %s)", self.key, WORKER_DISCONNECTED, ws.close_code)
         return WORKER_DISCONNECTED
 
     async def _write(self, ws: ClientConnection) -> None:
         while (text := await self._queue.get()) is not None:
             await ws.send(text)
-            if text is self._start_text and self.connected_at is None:
-                # ``start`` is out on an open socket: the worker has the call (told once, for abandonment).
-                self.connected_at = time.time()
-                self.hub.on_request(StreamRequest(self.key, "connected"))
+            if text is self._start_text and self.connected_at is None and self._proving is None:
+                # ``start`` is out; a worker that crashed right after the handshake has not taken the
+                # call: it is proven there by its first message or by the pong of a ping sent now.
+                self._proving = asyncio.create_task(self._prove(ws))
         await ws.close()
+
+    async def _prove(self, ws: ClientConnection) -> None:
+        """Ping once after ``start``: a pong (or any message) proves the worker there. None within
+        PROOF_SECONDS: the worker is gone (a process hung or killed after the handshake), and the
+        socket is dropped so the call is not left in dead air until the keep-alive notices."""
+        try:
+            pong = await ws.ping()
+            await asyncio.wait_for(pong, PROOF_SECONDS)
+        except TimeoutError:
+            if self.connected_at is None:
+                self._silent = True
+                ws.transport.abort()
+        except (WebSocketException, OSError):
+            pass  # the socket is gone already: _talk reports it
+        else:
+            self._proven()
+        self._proving = None
+
+    def _proven(self) -> None:
+        """The worker has the call: told once, for abandonment (``worker_connected_at``)."""
+        if self.connected_at is None and not self._closing:
+            self.connected_at = time.time()
+            self.hub.on_request(StreamRequest(self.key, "connected"))
 
     def _send(self, event: str, body: dict[str, Any]) -> str:
         """Queue a message for the current socket; returns its text."""
@@ -262,6 +300,7 @@ class StreamSession:
         self._queue.put_nowait(None)
 
     def _handle(self, raw: str | bytes) -> None:
+        self._proven()
         try:
             message = json.loads(raw)
             event = message["event"]

@@ -8,12 +8,16 @@ An answered call whose voice worker is not connected within 2 s of the answer (o
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
 import pytest
+from websockets.asyncio.server import Server, ServerConnection, serve
 
 from api.services.calls import detail
 from config.settings import Settings
@@ -22,11 +26,12 @@ from dialer.regions import load_rules
 from dialer.runtime import Runtime
 from dialer.storage import AttemptRecord, SqlStore, TrunkSpec
 from sip.reference_worker import ReferenceWorker
-from sip.stream import WORKER_UNREACHABLE
+from sip.stream import WORKER_CLOSED, WORKER_SILENT, WORKER_UNREACHABLE
 from tests.sip.peers import free_port, until
 from tests.sip.workers import GatedWorker
 
 pytestmark = pytest.mark.timeout(60)
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455's handshake constant
 
 DID = "+442079460100"
 CALLEE = "+442079460300"
@@ -149,3 +154,97 @@ async def test_an_inbound_call_whose_worker_is_unreachable_is_abandoned(stack: S
     assert stack.counted("dialer_worker_calls_total", inbound) == 1
     assert stack.counted("dialer_worker_calls_total") == 0, "nothing counted as outbound"
     await caller.finished()  # its BYE may meet our hang-up: either way the call is over
+
+
+class HungWorker:
+    """A worker whose process hangs right after the WebSocket handshake: the socket stays open, but
+    nothing reads it any more, so ``start`` goes out on an open socket and no pong ever comes back."""
+
+    def __init__(self) -> None:
+        self.handshakes = 0
+        self._server: asyncio.Server | None = None
+        self._held: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"ws://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = (await reader.readuntil(b"\r\n\r\n")).decode()
+        key = next(line.split(":", 1)[1].strip() for line in request.split("\r\n") if
+                   line.lower().startswith("sec-websocket-key:"))  # fmt: skip
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + f"Sec-WebSocket-Accept: {accept}\r\n\r\n".encode()
+        )
+        await writer.drain()
+        self.handshakes += 1
+        self._held.append(writer)  # hung: never read again, never closed until the test ends
+
+    async def stop(self) -> None:
+        for writer in self._held:
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+class OneShotWorker:
+    """A worker that, once it has ``start``, says one thing (a mark) and hangs up with a normal closure."""
+
+    def __init__(self) -> None:
+        self.starts = 0
+        self._server: Server | None = None
+
+    async def start(self) -> str:
+        self._server = await serve(self._serve, "127.0.0.1", 0, compression=None)
+        return f"ws://127.0.0.1:{next(iter(self._server.sockets)).getsockname()[1]}"
+
+    async def _serve(self, ws: ServerConnection) -> None:
+        async for raw in ws:
+            message = json.loads(raw)
+            if message.get("event") != "start":
+                continue
+            self.starts += 1
+            mark = {"event": "mark", "streamSid": message["streamSid"], "mark": {"name": "hi"}}
+            await ws.send(json.dumps(mark))
+            await ws.close(1000)
+            return
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+async def test_a_worker_that_hangs_right_after_the_handshake_is_an_abandoned_call(stack: Stack, sipp) -> None:
+    """``start`` went out on an open socket, but nothing there took the call: no message, no pong."""
+    worker = HungWorker()
+    url = await worker.start()
+    try:
+        peer = sipp("answer", calls=1)
+        call_id = await stack.call(url, peer.port)
+        await stack.settled(call_id)
+        ended = await stack.ended(call_id, within=15)
+    finally:
+        await worker.stop()
+    assert worker.handshakes == 1, "the handshake went through"
+    assert ended.answered_at is not None and ended.worker_connected_at is None
+    assert ended.reason is not None and WORKER_SILENT in ended.reason
+    assert stack.counted("dialer_calls_abandoned_total") == 1
+
+
+async def test_a_worker_that_closes_normally_has_hung_up(stack: Stack, sipp) -> None:
+    worker = OneShotWorker()
+    url = await worker.start()
+    try:
+        peer = sipp("answer", calls=1)
+        call_id = await stack.call(url, peer.port)
+        await stack.settled(call_id)
+        ended = await stack.ended(call_id)
+    finally:
+        await worker.stop()
+    assert ended.worker_connected_at is not None, "it spoke: it had the call"
+    assert ended.outcome == "answered" and ended.reason is not None and WORKER_CLOSED in ended.reason
+    assert stack.counted("dialer_calls_abandoned_total") == 0

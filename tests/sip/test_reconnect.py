@@ -18,7 +18,7 @@ from dialer.ports import CallEnded
 from sip.audio import tone
 from sip.events import WorkerConnected, WorkerMissing
 from sip.reference_worker import ReferenceWorker, WorkerSession
-from sip.stream import WORKER_DISCONNECTED
+from sip.stream import WORKER_CLOSED, WORKER_DISCONNECTED
 from tests.sip.peers import GatewayFactory, until
 from tests.sip.test_bridge import call_through_bridge, hang_up, write_wav
 from tests.sip.workers import GatedWorker
@@ -112,9 +112,9 @@ async def test_a_worker_closing_normally_is_not_reconnected(
     call = await call_through_bridge(gateway, worker.url, worker, RECONNECTS)
     session = await call.session()
     await until(lambda: session.media_frames >= 5, 2)
-    await session.ws.close()  # 1000: the worker is done on purpose (it should have sent ``hangup``)
+    await session.ws.close()  # 1000: the worker is done on purpose, a hang-up by the worker
     ended = await call.near.ended(call.request.attempt_id, within=5)
-    assert ended.reason is not None and ended.reason.endswith(f"({WORKER_DISCONNECTED})")
+    assert ended.reason is not None and ended.reason.endswith(f"({WORKER_CLOSED})")
     assert len(worker.sessions) == 1
 
 
