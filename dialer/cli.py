@@ -11,14 +11,17 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any, TypeVar
 from uuid import UUID
 
 from config.settings import Settings
 from dialer.logs import setup_logging
+
+T = TypeVar("T")
 
 #: What ``dialer serve --role`` accepts (dialer/app.py builds each; kept here so the CLI stays light).
 ROLES = ("all", "api", "scheduler", "gateway")
@@ -74,9 +77,10 @@ def cmd_tenants_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
+def _for_tenant(settings: Settings, raw: str, work: Callable[[Any, UUID], Coroutine[Any, Any, T]]) -> T | int:
+    """Run ``work(store, tenant_id)`` for the tenant ``--tenant`` names; an exit code if there is none."""
     try:
-        tenant_id = UUID(args.tenant)
+        tenant_id = UUID(raw)
     except ValueError:
         print("error: --tenant must be a tenant id (UUID)", file=sys.stderr)
         return 2
@@ -86,11 +90,20 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
         if not asyncio.run(store.tenant_exists(tenant_id)):
             print("error: no such tenant", file=sys.stderr)
             return 1
-        _key_id, plaintext = asyncio.run(store.create_api_key(tenant_id, publishable=args.publishable))
+        return asyncio.run(work(store, tenant_id))
     finally:
         store.dispose()
-    # Shown once: only its SHA-256 is stored.
-    print(plaintext)
+
+
+def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    async def create(store: Any, tenant_id: UUID) -> str:
+        _key_id, plaintext = await store.create_api_key(tenant_id, publishable=args.publishable)
+        return str(plaintext)
+
+    plaintext = _for_tenant(settings, args.tenant, create)
+    if isinstance(plaintext, int):
+        return plaintext
+    print(plaintext)  # shown once: only its SHA-256 is stored
     return 0
 
 
@@ -114,20 +127,12 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
-    try:
-        tenant_id = UUID(args.tenant)
-    except ValueError:
-        print("error: --tenant must be a tenant id (UUID)", file=sys.stderr)
-        return 2
-    store = _store(settings)
-    try:
-        store.migrate()
-        if not asyncio.run(store.tenant_exists(tenant_id)):
-            print("error: no such tenant", file=sys.stderr)
-            return 1
-        keys = asyncio.run(store.list_api_keys(tenant_id))
-    finally:
-        store.dispose()
+    async def listed(store: Any, tenant_id: UUID) -> list[Any]:
+        return list(await store.list_api_keys(tenant_id))
+
+    keys = _for_tenant(settings, args.tenant, listed)
+    if isinstance(keys, int):
+        return keys
     # The display prefix only: the key itself is not stored, and could not be shown if it were wanted.
     _print_table(
         ("id", "prefix", "kind", "created", "revoked"),
