@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -146,7 +147,7 @@ def first_calls(prospects: list[DemoProspect]) -> dict[str, int]:
     }
 
 
-class Carrier:
+class Carrier(ABC):
     """The far end of every call of the campaign; ``start()`` returns its SIP port."""
 
     name = "?"
@@ -157,8 +158,9 @@ class Carrier:
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
 
+    @abstractmethod
     def start(self) -> int:
-        raise NotImplementedError
+        """Start the far end (SIPp, or the pjsua2 processes); its SIP port."""
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
