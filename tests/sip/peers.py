@@ -18,6 +18,7 @@ from dialer.ports import CallEnded, CallEvent, CallRequest
 from sip.events import InboundEnded, InboundEvent, InboundRoute
 from sip.launcher import SipGateway
 from sip.trunks import TrunkConfig
+from tests.system_tools import require
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 SIPP = shutil.which("sipp")
@@ -154,3 +155,11 @@ async def until(probe: Callable[[], Any], within: float) -> Any:
 
 
 GatewayFactory = Callable[..., Awaitable[Harness]]
+
+
+def kamailio_command(config: Path, port: int, run_dir: Path) -> list[str]:
+    """Kamailio in the foreground on udp:127.0.0.1:``port`` with ``config``, its runtime files in
+    ``run_dir``, small shared/private memory; add ``-A NAME=value`` defines after it."""
+    kamailio = require("kamailio", "kamailio")
+    args = [kamailio, "-f", str(config), "-DD", "-E", "-l", f"udp:127.0.0.1:{port}", "-Y", str(run_dir)]
+    return [*args, "-m", "32", "-M", "4"]

@@ -14,6 +14,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -68,6 +69,18 @@ class Stack:
                 return row
             await asyncio.sleep(0.02)
         raise AssertionError(f"the call did not end within {within} s")
+
+    async def call_until_ended(self, worker: Any, sipp: Any, within: float = 5.0) -> AttemptRecord:
+        """Start ``worker``, place a call SIPp answers to it, and return its row once it has ended by
+        itself (counted by the runtime first); the worker is stopped after."""
+        url = await worker.start()
+        try:
+            peer = sipp("answer", calls=1)
+            call_id = await self.call(url, peer.port)
+            await self.settled(call_id)
+            return await self.ended(call_id, within)
+        finally:
+            await worker.stop()
 
     async def settled(self, call_id: UUID) -> None:
         """Once the runtime has counted the call (both counters move together)."""
@@ -128,14 +141,7 @@ async def test_a_worker_slow_to_answer_within_2_s_is_not_abandoned(stack: Stack,
 
 async def test_a_worker_that_never_answers_the_handshake_is_an_abandoned_call(stack: Stack, sipp) -> None:
     worker = GatedWorker([30.0])  # takes the connection and the upgrade request, never answers
-    url = await worker.start()
-    try:
-        peer = sipp("answer", calls=1)
-        call_id = await stack.call(url, peer.port)
-        await stack.settled(call_id)
-        ended = await stack.ended(call_id)
-    finally:
-        await worker.stop()
+    ended = await stack.call_until_ended(worker, sipp)
     assert worker.handshakes == 1
     assert ended.worker_connected_at is None
     assert ended.answered_at is not None and ended.reason is not None and WORKER_UNREACHABLE in ended.reason
@@ -221,14 +227,7 @@ class OneShotWorker:
 async def test_a_worker_that_hangs_right_after_the_handshake_is_an_abandoned_call(stack: Stack, sipp) -> None:
     """``start`` went out on an open socket, but nothing there took the call: no message, no pong."""
     worker = HungWorker()
-    url = await worker.start()
-    try:
-        peer = sipp("answer", calls=1)
-        call_id = await stack.call(url, peer.port)
-        await stack.settled(call_id)
-        ended = await stack.ended(call_id, within=15)
-    finally:
-        await worker.stop()
+    ended = await stack.call_until_ended(worker, sipp, within=15)
     assert worker.handshakes == 1, "the handshake went through"
     assert ended.answered_at is not None and ended.worker_connected_at is None
     assert ended.reason is not None and WORKER_SILENT in ended.reason
@@ -236,15 +235,7 @@ async def test_a_worker_that_hangs_right_after_the_handshake_is_an_abandoned_cal
 
 
 async def test_a_worker_that_closes_normally_has_hung_up(stack: Stack, sipp) -> None:
-    worker = OneShotWorker()
-    url = await worker.start()
-    try:
-        peer = sipp("answer", calls=1)
-        call_id = await stack.call(url, peer.port)
-        await stack.settled(call_id)
-        ended = await stack.ended(call_id)
-    finally:
-        await worker.stop()
+    ended = await stack.call_until_ended(OneShotWorker(), sipp)
     assert ended.worker_connected_at is not None, "it spoke: it had the call"
     assert ended.outcome == "answered" and ended.reason is not None and WORKER_CLOSED in ended.reason
     assert stack.counted("dialer_calls_abandoned_total") == 0

@@ -13,8 +13,8 @@ from uuid import uuid4
 import pytest
 
 from sip.events import InboundEnded, InboundOffered, InboundRoute
-from tests.sip.peers import GatewayFactory, free_port, until
-from tests.system_tools import require, skip_module_unless
+from tests.sip.peers import GatewayFactory, free_port, kamailio_command, until
+from tests.system_tools import skip_module_unless
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,22 +30,11 @@ def kamailio(tmp_path: Path) -> Iterator[Callable[[list[int]], int]]:
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(worker_ports: list[int]) -> int:
-        kamailio_path = require("kamailio", "kamailio")
         listing = tmp_path / "dispatcher.list"
         listing.write_text("".join(f"1 sip:127.0.0.1:{port} 0 0\n" for port in worker_ports))
         port = free_port()
-        args = [
-            kamailio_path,
-            "-f",
-            str(CONFIG),
-            "-DD",
-            "-E",
-            "-l",
-            f"udp:127.0.0.1:{port}",
-            "-Y",
-            str(tmp_path),
-        ]
-        args += ["-A", f'DISPATCHER_LIST="{listing}"', "-m", "32", "-M", "4"]
+        args = kamailio_command(CONFIG, port, tmp_path)
+        args += ["-A", f'DISPATCHER_LIST="{listing}"']
         with (tmp_path / "kamailio.log").open("wb") as log:
             proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         procs.append(proc)

@@ -32,10 +32,10 @@ from sip.events import (
     TransferProgress,
 )
 from sip.reference_worker import ReferenceWorker, WorkerSession
-from tests.sip.peers import DID, GatewayFactory, Harness, Sipp, free_port, until
+from tests.sip.peers import DID, GatewayFactory, Harness, Sipp, free_port, kamailio_command, until
 from tests.sip.test_bridge import read_wav, write_wav
 from tests.sip.transfer_peers import HUMAN, fill, notify, takes_refer
-from tests.system_tools import require, skip_module_unless
+from tests.system_tools import skip_module_unless
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -73,20 +73,9 @@ def edge(tmp_path: Path) -> Iterator[Callable[[int, int], Edge]]:
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(callee_port: int, human_port: int) -> Edge:
-        kamailio_path = require("kamailio", "kamailio")
         port, log = free_port(), tmp_path / "edge.log"
-        args = [
-            kamailio_path,
-            "-f",
-            str(CONFIG),
-            "-DD",
-            "-E",
-            "-l",
-            f"udp:127.0.0.1:{port}",
-            "-Y",
-            str(tmp_path),
-        ]
-        args += ["-A", f'HUMAN_RE="^[+]?{HUMAN.lstrip("+")}$"', "-m", "32", "-M", "4"]
+        args = kamailio_command(CONFIG, port, tmp_path)
+        args += ["-A", f'HUMAN_RE="^[+]?{HUMAN.lstrip("+")}$"']
         args += ["-A", f'HUMAN_URI="sip:127.0.0.1:{human_port}"']
         args += ["-A", f'CALLEE_URI="sip:127.0.0.1:{callee_port}"']
         with log.open("wb") as out:
