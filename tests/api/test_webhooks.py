@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
@@ -223,23 +223,19 @@ async def test_a_hanging_receiver_never_delays_emit(
     await subscribe(acme, receiver, "campaign.paused")
     emitter.emit("campaign.paused", {}, tenant_id=acme.id)
     await eventually(lambda: len(receiver.received) >= 1)  # a POST is now stuck in the receiver
-    started = time.perf_counter()
+    # emit() is synchronous: each call returns at once with the event queued, whatever the receiver does.
     for i in range(500):
         assert emitter.emit("campaign.paused", {"i": i}, tenant_id=acme.id)
-    assert time.perf_counter() - started < 0.5
-    # The loop is still free: the API answers while POSTs hang.
-    started = time.perf_counter()
-    assert (await acme.client.get("/health")).status_code in (200, 503)
-    assert time.perf_counter() - started < 2.0
+    # The loop is still free: the API answers while POSTs hang (a liveness bound, not a timing assertion).
+    health = await asyncio.wait_for(acme.client.get("/health"), 10)
+    assert health.status_code in (200, 503)
 
 
 async def test_a_full_queue_drops_instead_of_waiting(store: SqlStore, metrics: Metrics) -> None:
     emitter = WebhookEmitter(WebhookSender(store, metrics, queue_size=2))  # never started: nothing drains
     assert emitter.emit("campaign.paused", {}, tenant_id=uuid4())
     assert emitter.emit("campaign.paused", {}, tenant_id=uuid4())
-    started = time.perf_counter()
-    assert not emitter.emit("campaign.paused", {}, tenant_id=uuid4())
-    assert time.perf_counter() - started < 0.1
+    assert not emitter.emit("campaign.paused", {}, tenant_id=uuid4())  # returns False at once, never waits
     assert delivered_count(metrics, "dropped") == 1
 
 

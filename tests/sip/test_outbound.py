@@ -87,7 +87,7 @@ async def test_ringing_until_our_timeout_cancels(gateway: GatewayFactory, sipp) 
     ended = await gw.ended(request.attempt_id, within=5)
     assert (ended.sip_code, ended.confirmed) == (487, False)
     assert ended.reason == "Request Terminated (timeout)"
-    assert 0.9 < (ended.at - ended.invited_at).total_seconds() < 2.0
+    assert (ended.at - ended.invited_at).total_seconds() > 0.9, "not before our 1 s timeout"
     assert classify(ended.sip_code, ended.confirmed, ended.q850_cause) is Outcome.NO_ANSWER
     assert await peer.finished() == 0
 
