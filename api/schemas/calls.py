@@ -25,6 +25,11 @@ class CallCreate(BaseModel):
     type: Literal["sip", "web"]
     sip_data: SipData | None = None
     prospect_id: UUID | None = None
+    record: bool = Field(
+        False,
+        description="record the callee and the voice worker (two-channel WAV; docs/recordings.md). "
+        "Check the consent rules where you call: the operator is responsible",
+    )
 
 
 class CallCreated(BaseModel):
@@ -69,6 +74,64 @@ class Transfer(BaseModel):
     ended_at: datetime | None = Field(
         None, description="when it settled: REFER accepted by the final NOTIFY, human bridged, or failed"
     )
+
+
+class Recording(BaseModel):
+    """A call's recording: asked for, kept (``url``), or deleted by the tenant's retention."""
+
+    requested: bool = Field(description="the call was asked to be recorded")
+    url: str | None = Field(None, description="where to GET it; null: none (yet), or deleted")
+    made_at: datetime | None = None
+    duration_seconds: float | None = None
+    deleted_at: datetime | None = Field(None, description="when the tenant's retention deleted it")
+
+
+class RecordingRetention(BaseModel):
+    """How long the tenant's call recordings are kept (``GET``/``PATCH /settings/recordings``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    retention_days: int | None = Field(
+        ge=0,
+        le=36_500,
+        examples=[90],
+        description="days a recording is kept after the call, then deleted; null: kept until deleted",
+    )
+
+
+class TransferRequest(BaseModel):
+    to_number: str | None = Field(None, description="E.164; default: the agent's transfer number")
+    mode: Literal["auto", "refer", "bridge"] = Field(
+        "auto", description="refer: SIP REFER only; bridge: dial and join; auto: REFER, else bridge"
+    )
+
+
+class CallActionAccepted(BaseModel):
+    success: bool = True
+    call_id: UUID
+    action: str
+
+
+class HumanTransferTool(BaseModel):
+    """The seed's ``human_transfer`` server-tool body (``{"to_number": "919182517283"}``) plus the call.
+
+    ``call_id`` may instead come as the ``call_id`` query parameter (the tool's ``request.query``).
+    """
+
+    to_number: str | None = Field(
+        None,
+        examples=["919182517283"],
+        description="E.164, or international digits without '+'; default: the agent's transfer number",
+    )
+    call_id: UUID | None = Field(None, description="The live call to transfer")
+
+
+class HumanTransferResult(BaseModel):
+    """What the voice worker's platform hands back to the AI as the tool's result."""
+
+    success: bool = True
+    call_id: UUID
+    action: str = "transfer"
+    result: str = "Transferring the caller to a human agent."
 
 
 class CallSummary(BaseModel):
@@ -130,39 +193,7 @@ class CallDetail(BaseModel):
         None,
         description="when the voice worker took the answered call; none, or over 2 s after answer: abandoned",
     )
-
-
-class TransferRequest(BaseModel):
-    to_number: str | None = Field(None, description="E.164; default: the agent's transfer number")
-    mode: Literal["auto", "refer", "bridge"] = Field(
-        "auto", description="refer: SIP REFER only; bridge: dial and join; auto: REFER, else bridge"
+    recording_url: str | None = Field(
+        None, description="GET it with your key: the call's WAV (left the callee, right the voice worker)"
     )
-
-
-class CallActionAccepted(BaseModel):
-    success: bool = True
-    call_id: UUID
-    action: str
-
-
-class HumanTransferTool(BaseModel):
-    """The seed's ``human_transfer`` server-tool body (``{"to_number": "919182517283"}``) plus the call.
-
-    ``call_id`` may instead come as the ``call_id`` query parameter (the tool's ``request.query``).
-    """
-
-    to_number: str | None = Field(
-        None,
-        examples=["919182517283"],
-        description="E.164, or international digits without '+'; default: the agent's transfer number",
-    )
-    call_id: UUID | None = Field(None, description="The live call to transfer")
-
-
-class HumanTransferResult(BaseModel):
-    """What the voice worker's platform hands back to the AI as the tool's result."""
-
-    success: bool = True
-    call_id: UUID
-    action: str = "transfer"
-    result: str = "Transferring the caller to a human agent."
+    recording: Recording | None = None
