@@ -17,11 +17,13 @@ from api.routes import (
     keys,
     numbers,
     prospects,
-    recordings as recordings_route,
     tools,
     trunks,
 )
 from api.routes import metrics as metrics_route
+from api.routes import (
+    recordings as recordings_route,
+)
 from api.routes import webhooks as webhooks_route
 from api.runtime import ApiRuntime
 from dialer.metrics import Metrics

@@ -121,7 +121,7 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
 
 
 async def _file_chunks(path: Path, size: int = 64 * 1024) -> AsyncIterator[bytes]:
-    with path.open("rb") as data:  # noqa: ASYNC230 - small reads from the page cache
+    with path.open("rb") as data:
         while chunk := await asyncio.to_thread(data.read, size):
             yield chunk
 

@@ -29,7 +29,7 @@ from dialer.opt_out import OptOuts
 from dialer.outcome import Outcome, classify
 from dialer.phone import InvalidPhoneNumber, parse_phone
 from dialer.ports import CallEvent, CallRequest, Coordinator, DispatchObserver
-from dialer.recordings import RecordingStorage, Recordings
+from dialer.recordings import Recordings, RecordingStorage
 from dialer.regions import RuleBook
 from dialer.single_calls import CallNotPlaced, SingleCalls
 from dialer.storage import AttemptRecord, SqlStore, TrunkRecord

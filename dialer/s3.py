@@ -67,7 +67,8 @@ def sign(config: S3Config, method: str, url: httpx.URL, payload_sha256: str, now
         _hmac(_hmac(_hmac(f"AWS4{config.secret_key}".encode(), day), config.region), "s3"), "aws4_request"
     )
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    authorization = f"AWS4-HMAC-SHA256 Credential={config.access_key}/{scope}, SignedHeaders={signed}, Signature={signature}"
+    credential = f"{config.access_key}/{scope}"
+    authorization = f"AWS4-HMAC-SHA256 Credential={credential}, SignedHeaders={signed}, Signature={signature}"
     return {"Authorization": authorization, "x-amz-date": amz_date, "x-amz-content-sha256": payload_sha256}
 
 
