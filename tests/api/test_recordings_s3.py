@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from api.app import create_app
-from dialer.recordings import RecordingStorage, Recordings
+from dialer.recordings import Recordings, RecordingStorage
 from dialer.s3 import S3Client, S3Config, S3Error
 from dialer.storage import SqlStore
 from sip.events import RecordingMade
@@ -113,11 +113,11 @@ async def made(world: World, seconds: float = 1.0) -> tuple[UUID, Path]:
 
 async def test_a_recording_goes_to_the_bucket_and_is_served_from_it(world: World) -> None:
     call, path = await made(world)
-    sent = path.read_bytes()  # noqa: ASYNC240 - a small tmp file
+    sent = path.read_bytes()
     event = RecordingMade(call, world.acme.id, str(path), 1.0, datetime.now(UTC))
     location = await world.recordings.keep(event)
     assert location == f"s3://{BUCKET}/recordings/{world.acme.id}/{call}.wav"
-    assert not path.exists(), "uploaded: the local copy is gone"  # noqa: ASYNC240
+    assert not path.exists(), "uploaded: the local copy is gone"
     detail = (await world.acme.client.get(f"/calls/{call}")).json()
     assert detail["recording_url"] == f"{world.acme.client.base_url}/calls/{call}/recording"
     response = await world.acme.client.get(f"/calls/{call}/recording")
@@ -155,6 +155,6 @@ async def test_a_failed_upload_keeps_the_recording_locally(store: SqlStore, tmp_
     call = await store.create_call(acme, "+14155550100", "+14155552671", record=True)
     path = tone_wav(tmp_path / "rec" / str(acme) / f"{call}.wav", 0.1)
     location = await recordings.keep(RecordingMade(call, acme, str(path), 0.1, datetime.now(UTC)))
-    assert location == str(path.resolve()) and path.exists()  # noqa: ASYNC240
+    assert location == str(path.resolve()) and path.exists()
     stored = await store.get_attempt(call)
     assert stored is not None and stored.recording_location == location
