@@ -170,16 +170,14 @@ def cmd_tenants_list(settings: Settings, _args: argparse.Namespace) -> int:
     finally:
         store.dispose()
     _print_table(
-        ("id", "name", "region", "created", "recordings kept"),
+        ("id", "name", "region", "created", "retention"),
         (
             (
                 str(t.id),
                 t.name,
                 t.default_region,
                 _when(t.created_at),
-                "until deleted"
-                if t.recording_retention_days is None
-                else f"{t.recording_retention_days} days",
+                "-" if t.recording_retention_days is None else f"{t.recording_retention_days}d",
             )
             for t in tenants
         ),
