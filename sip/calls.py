@@ -140,9 +140,8 @@ class CallTable:
         self.capacity = 0  # pjsua call slots (the probe's answer); 0: unknown, pjsua alone refuses
         self.transfer_lines = 0  # of those, kept for bridged transfers' human legs: no call takes them
         self.calls: dict[int, Call] = {}
-        self.post: Callable[[Recorded], None] = (
-            emit  # emit from another thread (a recording's merge); the worker sets it
-        )
+        # emit from another thread (a recording's merge thread); the worker process sets a thread-safe one
+        self.post: Callable[[Recorded], None] = emit
         self.closing = False
         self.probe_user: str | None = None  # inbound calls for this user are capacity-probe twins
         self.probes: list[Call] = []

@@ -98,42 +98,6 @@ class RecordingRetention(BaseModel):
     )
 
 
-class TransferRequest(BaseModel):
-    to_number: str | None = Field(None, description="E.164; default: the agent's transfer number")
-    mode: Literal["auto", "refer", "bridge"] = Field(
-        "auto", description="refer: SIP REFER only; bridge: dial and join; auto: REFER, else bridge"
-    )
-
-
-class CallActionAccepted(BaseModel):
-    success: bool = True
-    call_id: UUID
-    action: str
-
-
-class HumanTransferTool(BaseModel):
-    """The seed's ``human_transfer`` server-tool body (``{"to_number": "919182517283"}``) plus the call.
-
-    ``call_id`` may instead come as the ``call_id`` query parameter (the tool's ``request.query``).
-    """
-
-    to_number: str | None = Field(
-        None,
-        examples=["919182517283"],
-        description="E.164, or international digits without '+'; default: the agent's transfer number",
-    )
-    call_id: UUID | None = Field(None, description="The live call to transfer")
-
-
-class HumanTransferResult(BaseModel):
-    """What the voice worker's platform hands back to the AI as the tool's result."""
-
-    success: bool = True
-    call_id: UUID
-    action: str = "transfer"
-    result: str = "Transferring the caller to a human agent."
-
-
 class CallSummary(BaseModel):
     """One entry of GET /calls."""
 
@@ -197,3 +161,39 @@ class CallDetail(BaseModel):
         None, description="GET it with your key: the call's WAV (left the callee, right the voice worker)"
     )
     recording: Recording | None = None
+
+
+class TransferRequest(BaseModel):
+    to_number: str | None = Field(None, description="E.164; default: the agent's transfer number")
+    mode: Literal["auto", "refer", "bridge"] = Field(
+        "auto", description="refer: SIP REFER only; bridge: dial and join; auto: REFER, else bridge"
+    )
+
+
+class CallActionAccepted(BaseModel):
+    success: bool = True
+    call_id: UUID
+    action: str
+
+
+class HumanTransferTool(BaseModel):
+    """The seed's ``human_transfer`` server-tool body (``{"to_number": "919182517283"}``) plus the call.
+
+    ``call_id`` may instead come as the ``call_id`` query parameter (the tool's ``request.query``).
+    """
+
+    to_number: str | None = Field(
+        None,
+        examples=["919182517283"],
+        description="E.164, or international digits without '+'; default: the agent's transfer number",
+    )
+    call_id: UUID | None = Field(None, description="The live call to transfer")
+
+
+class HumanTransferResult(BaseModel):
+    """What the voice worker's platform hands back to the AI as the tool's result."""
+
+    success: bool = True
+    call_id: UUID
+    action: str = "transfer"
+    result: str = "Transferring the caller to a human agent."
