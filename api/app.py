@@ -21,10 +21,14 @@ from api.routes import (
     trunks,
 )
 from api.routes import metrics as metrics_route
+from api.routes import (
+    recordings as recordings_route,
+)
 from api.routes import webhooks as webhooks_route
 from api.runtime import ApiRuntime
 from dialer.metrics import Metrics
 from dialer.ports import Coordinator
+from dialer.recordings import RecordingStorage
 from dialer.storage import SqlStore
 from dialer.webhook_targets import WebhookTargets
 from dialer.webhooks import WebhookEmitter
@@ -45,6 +49,8 @@ def create_app(
     coordinator: Coordinator | None = None,
     public: bool = True,
     webhook_allow_private: bool | None = None,
+    recordings: RecordingStorage | None = None,
+    public_url: str | None = None,
 ) -> FastAPI:
     """Build the app around an already-migrated store (nothing global, nothing at import).
 
@@ -54,7 +60,9 @@ def create_app(
     ``coordinator`` (given when Redis is configured) holds the rate-limit buckets so replicas share them;
     ``webhooks`` receives campaign.started/paused/resumed from the API (its owner starts and stops it);
     ``public`` False serves only /health, /ready and /metrics (gateway and scheduler nodes);
-    ``webhook_allow_private`` lets webhook URLs be private (None: as ``webhooks``' sender, else refused).
+    ``webhook_allow_private`` lets webhook URLs be private (None: as ``webhooks``' sender, else refused);
+    ``recordings`` is where ``GET /calls/{id}/recording`` reads recordings (None: none served), and
+    ``public_url`` the base of ``recording_url`` (None: the request's own).
     """
     app = FastAPI(
         title="SIP dialer",
@@ -72,9 +80,24 @@ def create_app(
         webhooks=webhooks,
         shared=SharedBuckets(coordinator) if coordinator is not None else None,
         webhook_targets=_webhook_targets(webhooks, webhook_allow_private),
+        recordings=recordings,
+        public_url=public_url,
     )
     errors.install(app)
-    routers = (health, campaigns, prospects, numbers, calls, tools, trunks, agents, dnc, keys, webhooks_route)
+    routers = (
+        health,
+        campaigns,
+        prospects,
+        numbers,
+        calls,
+        recordings_route,
+        tools,
+        trunks,
+        agents,
+        dnc,
+        keys,
+        webhooks_route,
+    )
     included = routers if public else (health,)
     for module in included:
         app.include_router(module.router)

@@ -13,6 +13,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from api.errors import Forbidden, RateLimited, Unauthorized, invalid_field
 from api.ratelimit import RateLimits, SharedBuckets, TokenBuckets
 from api.runtime import ApiRuntime
+from dialer.recordings import RecordingStorage
 from dialer.storage import SqlStore
 from dialer.storage.directory import SECRET_SCOPE, hash_api_key
 from dialer.webhook_targets import WebhookTargets
@@ -33,6 +34,8 @@ class Services:
     shared: SharedBuckets | None = None  # set: buckets live in the coordinator (Redis), not in-process
     webhooks: WebhookEmitter | None = None  # None: no events are sent (an API without a sender)
     webhook_targets: WebhookTargets = field(default_factory=WebhookTargets)  # the SSRF guard's policy
+    recordings: RecordingStorage | None = None  # where call recordings are read from (None: nowhere)
+    public_url: str | None = None  # the API's URL for recording_url (None: each request's own)
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,12 @@ CODES: dict[str, Code] = {
         404, "Campaign not found, or not owned by the key's tenant.", "campaign not found"
     ),
     "CALL_NOT_FOUND": Code(404, "Call not found, or not owned by the key's tenant.", "call not found"),
+    "RECORDING_NOT_FOUND": Code(
+        404,
+        "The call has no recording: it was not recorded, it is not ready yet, or the tenant's retention "
+        "deleted it (the message says which).",
+        "this call was not recorded",
+    ),
     "AGENT_NOT_FOUND": Code(404, "Agent not found, or not owned by the key's tenant.", "agent not found"),
     "PHONE_NUMBER_NOT_FOUND": Code(
         404, "Phone number not found among the tenant's numbers.", "phone number not found"
@@ -189,6 +195,7 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
         "UPSTREAM_SERVICE_TIMEOUT",
     ),
     ("get", "/calls/{id}"): ("CALL_NOT_FOUND",),
+    ("get", "/calls/{id}/recording"): ("CALL_NOT_FOUND", "RECORDING_NOT_FOUND"),
     ("post", "/calls/{id}/transfer"): _CALL_ACTION,
     ("post", "/calls/{id}/hangup"): _CALL_ACTION,
     ("post", "/webhook/human-transfer"): _CALL_ACTION,

@@ -248,6 +248,7 @@ WEBHOOK_CREATE = {
     "events": ["call.completed", "campaign.completed"],
     "description": "CRM",
 }
+RECORDING_RETENTION = {"retention_days": 90}
 
 #: (method, path) -> the request body example.
 REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
@@ -268,6 +269,7 @@ REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/dnc"): DNC_ADD,
     ("post", "/keys"): KEY_CREATE,
     ("post", "/webhooks"): WEBHOOK_CREATE,
+    ("patch", "/settings/recordings"): RECORDING_RETENTION,
 }
 #: (method, path) -> the seed's 200 response example.
 RESPONSES: dict[tuple[str, str], dict[str, Any]] = {

@@ -83,6 +83,28 @@ class Settings(BaseSettings):
     regional_rules_file: Path | None = Field(
         default=None, description="Extra TOML of regional calling rules, overriding/extending config/"
     )
+    # call recordings (docs/recordings.md)
+    recordings_dir: Path | None = Field(
+        default=None,
+        description="Where SIP workers write call recordings (and where they stay without S3); default: "
+        "recordings/ beside the SQLite file, else ./data/recordings",
+    )
+    recordings_purge_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="How often recordings past their tenant's retention are deleted"
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The API's URL as clients reach it, for recording_url in webhooks and call records "
+        "(default: http://HTTP_HOST:HTTP_PORT in webhooks, the request's own URL in the API)",
+    )
+    s3_bucket: str | None = Field(default=None, description="Set: recordings are moved to this S3 bucket")
+    s3_endpoint: str | None = Field(
+        default=None,
+        description="S3-compatible endpoint, e.g. http://minio:9000 (default: AWS, https://s3.REGION.amazonaws.com)",
+    )
+    s3_region: str = Field(default="us-east-1", description="The bucket's region (part of the signature)")
+    s3_access_key: str | None = Field(default=None, description="S3 access key id")
+    s3_secret_key: str | None = Field(default=None, description="S3 secret access key")
     # logs
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: Literal["text", "json"] = Field(default="text", description="json: one JSON object per line")
@@ -93,6 +115,16 @@ class Settings(BaseSettings):
             return self.journal_file
         folder = (self.sqlite_path() or Path("./data/x")).parent
         return folder / (f"call-journal-{self.node_id}.jsonl" if self.node_id else "call-journal.jsonl")
+
+    def recordings_path(self) -> Path:
+        """Where SIP workers write call recordings: the data folder's ``recordings/`` by default."""
+        if self.recordings_dir is not None:
+            return self.recordings_dir
+        return (self.sqlite_path() or Path("./data/x")).parent / "recordings"
+
+    def api_url(self) -> str:
+        """The API's base URL as clients reach it (for recording URLs sent in webhooks)."""
+        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
 
     def sqlite_path(self) -> Path | None:
         """The SQLite file behind ``database_url``, if it is one (to create its folder)."""

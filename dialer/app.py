@@ -133,6 +133,8 @@ def _all(settings: Settings, store: SqlStore, coordinator: Coordinator) -> _Buil
         metrics=runtime.metrics,
         webhooks=runtime.webhooks,
         coordinator=coordinator if settings.redis_url else None,  # API replicas share rate limits
+        recordings=runtime.recordings.storage,
+        public_url=settings.public_url,
     )
     return app, parts, runtime
 
@@ -161,12 +163,19 @@ def _scheduler(settings: Settings, store: SqlStore, coordinator: Coordinator) ->
 def _api(settings: Settings, store: SqlStore, coordinator: Coordinator) -> _Built:
     from api.app import create_app
     from dialer.metrics import Metrics
+    from dialer.recordings import RecordingStorage
     from dialer.roles import ApiNode
 
     metrics = Metrics()
     node = ApiNode(settings, store, coordinator, metrics)
     app = create_app(
-        store, runtime=node.gateways, metrics=metrics, webhooks=node.webhooks, coordinator=coordinator
+        store,
+        runtime=node.gateways,
+        metrics=metrics,
+        webhooks=node.webhooks,
+        coordinator=coordinator,
+        recordings=RecordingStorage.from_settings(settings),  # S3 (shared), or this node's own disk
+        public_url=settings.public_url,
     )
     return app, [node], None
 

@@ -144,6 +144,24 @@ def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tenants_retention(settings: Settings, args: argparse.Namespace) -> int:
+    """Set how long a tenant's call recordings are kept (``none``: until deleted)."""
+    raw = args.days.strip().lower()
+    days = None if raw in ("none", "forever") else int(raw) if raw.isdigit() else -1
+    if days is not None and not 0 <= days <= 36_500:
+        print("error: DAYS must be 0 to 36500, or none", file=sys.stderr)
+        return 2
+
+    async def update(store: Any, tenant_id: UUID) -> int:
+        await store.set_recording_retention(tenant_id, days)
+        return 0
+
+    done = _for_tenant(settings, args.tenant, update)
+    if done == 0:
+        print(f"recordings kept {days} days" if days is not None else "recordings kept until deleted")
+    return done
+
+
 def cmd_tenants_list(settings: Settings, _args: argparse.Namespace) -> int:
     store = _store(settings)
     try:
@@ -152,8 +170,17 @@ def cmd_tenants_list(settings: Settings, _args: argparse.Namespace) -> int:
     finally:
         store.dispose()
     _print_table(
-        ("id", "name", "region", "created"),
-        ((str(t.id), t.name, t.default_region, _when(t.created_at)) for t in tenants),
+        ("id", "name", "region", "created", "retention"),
+        (
+            (
+                str(t.id),
+                t.name,
+                t.default_region,
+                _when(t.created_at),
+                "-" if t.recording_retention_days is None else f"{t.recording_retention_days}d",
+            )
+            for t in tenants
+        ),
     )
     return 0
 
@@ -279,9 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-call-seconds", type=int, default=3600, help="longest call allowed (toll-fraud guard)"
     )
     create_tenant.set_defaults(func=cmd_tenants_create)
-    _command(tenants, "list", "list every tenant: id, name, region, created").set_defaults(
-        func=cmd_tenants_list
+    _command(
+        tenants, "list", "list every tenant: id, name, region, created, recording retention"
+    ).set_defaults(func=cmd_tenants_list)
+    retention = _command(
+        tenants, "retention", "set how long a tenant's call recordings are kept, then deleted (hourly job)"
     )
+    retention.add_argument("--tenant", required=True, help="tenant id")
+    retention.add_argument("days", help="days after the call (0: at the next pass), or none: until deleted")
+    retention.set_defaults(func=cmd_tenants_retention)
 
     keys = commands.add_parser("keys", help="manage API keys", formatter_class=_Help).add_subparsers(
         dest="action", required=True

@@ -352,6 +352,7 @@ class Dispatcher:
             prospect_name=prospect.name,
             attempt_number=attempt.attempt_number,
             custom=prospect.custom,
+            record=plan.record,
         )
         try:
             await self.launcher.place(request)

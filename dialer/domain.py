@@ -118,6 +118,7 @@ class CampaignPlan:
     dids: tuple[Did, ...]
     trunks: tuple[Trunk, ...]
     default_region: str = "US"
+    record: bool = False  # record its calls (docs/recordings.md)
 
 
 @dataclass(frozen=True)

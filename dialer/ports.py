@@ -231,6 +231,7 @@ class CallRequest:
     prospect_name: str | None = None
     attempt_number: int | None = None
     custom: Mapping[str, Any] | None = None  # the prospect's custom data
+    record: bool = False  # record the callee and the voice worker (docs/recordings.md)
 
 
 @dataclass(frozen=True)

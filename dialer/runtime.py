@@ -29,11 +29,12 @@ from dialer.opt_out import OptOuts
 from dialer.outcome import Outcome, classify
 from dialer.phone import InvalidPhoneNumber, parse_phone
 from dialer.ports import CallEvent, CallRequest, Coordinator, DispatchObserver
+from dialer.recordings import Recordings, RecordingStorage
 from dialer.regions import RuleBook
 from dialer.single_calls import CallNotPlaced, SingleCalls
 from dialer.storage import AttemptRecord, SqlStore, TrunkRecord
 from dialer.webhooks import build_webhooks
-from scheduler.jobs import CampaignScheduler
+from scheduler.jobs import CampaignScheduler, RecordingRetention
 from sip.events import (
     BridgeEvent,
     DigitPressed,
@@ -133,12 +134,19 @@ class Runtime:
             worker_urls=self._worker_url,
             worker_reconnects=settings.worker_reconnect_attempts,
             worker_backoff=settings.worker_reconnect_backoff_seconds,
+            recordings_dir=settings.recordings_path(),
         )
         self.gateway.on_bridge = self._on_bridge
         collector = SipWorkerCollector(self.gateway.workers, self.gateway.capacity, self.gateway.usage)
         self.metrics.registry.register(collector)
         self.webhooks = build_webhooks(store, self.metrics, allow_private=settings.webhook_allow_private)
         self.opt_outs = OptOuts(store, self.webhooks)  # opt-outs said or keyed during calls
+        storage = RecordingStorage.from_settings(settings)
+        self.recordings = Recordings(store, storage, self.webhooks, settings.api_url())
+        self.gateway.on_recording = self.recordings.made
+        self.retention = RecordingRetention(
+            self.recordings.purge, interval=settings.recordings_purge_interval_seconds
+        )
         self.watchers = Watchers(self.webhooks.observer(MetricsObserver(self.metrics)))
         self._listeners: list[Callable[[CallEvent], None]] = []  # see add_observer
         self._last_usage: tuple[float, float] | None = (
@@ -210,11 +218,13 @@ class Runtime:
         self._refreshing = asyncio.create_task(self._refresh_metrics_forever(), name="metrics-refresh")
         if self.scheduler is not None:
             self.scheduler.start()
+        self.retention.start()
 
     async def stop(self) -> None:
         """Stop dialling, hang up every call and record how each ended, stop the workers."""
         if self.scheduler is not None:
             await self.scheduler.stop()
+        await self.retention.stop()
         if self._refreshing is not None:
             self._refreshing.cancel()
             await asyncio.gather(self._refreshing, return_exceptions=True)
@@ -226,6 +236,7 @@ class Runtime:
         await asyncio.gather(*self._settling, return_exceptions=True)
         await self._stop_journal()
         await self.single_calls.stop()
+        await self.recordings.stop()  # recordings of the last calls kept, their webhooks queued
         await self.webhooks.stop()  # after the last call events, so their webhooks are written
 
     async def _stop_journal(self, within: float = 5.0) -> None:

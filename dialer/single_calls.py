@@ -132,6 +132,7 @@ class SingleCalls:
             agent_id=record.agent_id,
             prospect_id=record.prospect_id,  # the voice worker's ``start`` names who it is talking to
             prospect_name=record.callee_name,
+            record=record.record,
         )
         try:
             await self.launcher.place(request)

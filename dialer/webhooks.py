@@ -35,6 +35,7 @@ CALL_RINGING = "call.ringing"
 CALL_ANSWERED = "call.answered"
 CALL_COMPLETED = "call.completed"
 CALL_TRANSFERRED = "call.transferred"
+CALL_RECORDING_READY = "call.recording_ready"
 CAMPAIGN_STARTED = "campaign.started"
 CAMPAIGN_PAUSED = "campaign.paused"
 CAMPAIGN_RESUMED = "campaign.resumed"
@@ -45,6 +46,7 @@ EVENT_TYPES = (
     CALL_ANSWERED,
     CALL_COMPLETED,
     CALL_TRANSFERRED,
+    CALL_RECORDING_READY,
     CAMPAIGN_STARTED,
     CAMPAIGN_PAUSED,
     CAMPAIGN_RESUMED,

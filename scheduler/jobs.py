@@ -1,4 +1,5 @@
-"""APScheduler jobs: scheduled campaign starts, run only by the scheduler that holds the leadership lease.
+"""APScheduler jobs: scheduled campaign starts, run only by the scheduler that holds the leadership lease;
+and the recording retention, run by every node with SIP workers.
 
 Several scheduler processes may run (one per node); the coordination store's leadership lease makes
 exactly one of them act at a time, and a standby takes over within ``lead_ttl`` when the leader dies.
@@ -7,7 +8,7 @@ exactly one of them act at a time, and a standby takes over within ``lead_ttl`` 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -99,3 +100,43 @@ async def start_due_campaigns(store: SqlStore, now: datetime, on_started: Callab
             started += 1
             on_started(campaign_id)
     return started
+
+
+class RecordingRetention:
+    """Deletes call recordings past their tenant's retention every ``interval`` seconds (APScheduler job).
+
+    Runs on every node with SIP workers, not only the leading scheduler: recordings kept on local disk
+    are on the gateway node that made them. Passes on several nodes are harmless (a deletion is
+    idempotent and a call's recording is forgotten once).
+    """
+
+    def __init__(self, purge: Callable[[], Awaitable[int]], *, interval: float = 3600.0) -> None:
+        self.purge = purge
+        self.interval = interval
+        self._scheduler: AsyncIOScheduler | None = None
+
+    def start(self) -> None:
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=self.interval,
+            id="recording-retention",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=utc_now(),
+        )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    async def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+
+    async def tick(self) -> int:
+        try:
+            return await self.purge()
+        except Exception:  # storage down: the next pass tries again
+            log.exception("recording retention pass failed")
+            return 0

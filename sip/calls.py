@@ -29,6 +29,7 @@ from sip.protocol import (
     OptOutAsked,
     Placed,
     PlayFile,
+    Recorded,
     RecordTo,
     Reject,
     Rejected,
@@ -37,6 +38,7 @@ from sip.protocol import (
     StreamSpec,
     TransferAsked,
 )
+from sip.recorder import CallRecording
 from sip.stream import WORKER_HANGUP, StreamHub, StreamRequest
 
 if TYPE_CHECKING:
@@ -138,6 +140,8 @@ class CallTable:
         self.capacity = 0  # pjsua call slots (the probe's answer); 0: unknown, pjsua alone refuses
         self.transfer_lines = 0  # of those, kept for bridged transfers' human legs: no call takes them
         self.calls: dict[int, Call] = {}
+        # emit from another thread (a recording's merge thread); the worker process sets a thread-safe one
+        self.post: Callable[[Recorded], None] = emit
         self.closing = False
         self.probe_user: str | None = None  # inbound calls for this user are capacity-probe twins
         self.probes: list[Call] = []
@@ -232,7 +236,10 @@ class CallTable:
         self._safely(call, lambda: call.answer(_op(200)))
 
     def _attach(self, call: Call, spec: StreamSpec | None) -> None:
-        """Where the answered call's audio goes: a WebSocket stream, or a SIP-URI worker's leg."""
+        """Where the answered call's audio goes: a WebSocket stream, or a SIP-URI worker's leg; and
+        whether it is recorded (sip/recorder.py)."""
+        if spec is not None and spec.record:
+            call.media.recording = CallRecording(spec, self.post)
         if spec is not None and spec.sip and self.workers is not None:
             self.workers.reserve(call, spec)
         else:
@@ -393,7 +400,11 @@ class CallTable:
             self._finished.clear()
         now = time.monotonic()
         while self._dying and self._dying[0][0] <= now:
-            self._dying.popleft()  # the last references to players and recorders: destroyed here
+            doomed = self._dying.popleft()[1]
+            recordings = [item for item in doomed if isinstance(item, CallRecording)]
+            doomed.clear()  # the last references to players and recorders: destroyed here
+            for recording in recordings:  # then its file is complete
+                recording.finish()
 
     def media_pending(self) -> bool:
         """Whether ended calls' media objects still wait to be destroyed (shutdown waits for them)."""

@@ -213,3 +213,16 @@ BridgeEvent = (
     | OptOutRequested
     | DigitPressed
 )
+
+
+@dataclass(frozen=True)
+class RecordingMade:
+    """A recorded call's two-channel WAV is complete at ``path`` on this node (after the call's end);
+    ``error`` set and ``path`` empty when it could not be written."""
+
+    call_id: UUID
+    tenant_id: UUID
+    path: str
+    seconds: float
+    started_at: datetime | None
+    error: str = ""

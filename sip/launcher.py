@@ -14,8 +14,9 @@ import itertools
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from uuid import UUID
 
 from dialer.ports import CallAnswered, CallEnded, CallLauncher, CallRequest, CallRinging, LaunchRefused
@@ -27,6 +28,7 @@ from sip.events import (
     InboundRoute,
     MediaStats,
     OptOutRequested,
+    RecordingMade,
     ReferFromFarEnd,
     TransferCompleted,
     TransferFailed,
@@ -49,6 +51,7 @@ from sip.protocol import (
     HangupAsked,
     OptOutAsked,
     PlayFile,
+    Recorded,
     RecordTo,
     ReferReceived,
     Registration,
@@ -138,6 +141,9 @@ class SipGateway(CallLauncher):
     (TransferRequested, HangupRequested) and whether it took the call (WorkerConnected, WorkerMissing).
     Without it, answered calls stay up with no bridge. ``worker_reconnects`` attempts (``worker_backoff``
     s apart, doubling) re-open a worker socket that drops mid-call before the call is hung up.
+    ``recordings_dir``: where the SIP workers write the WAVs of calls asked to be recorded
+    (``CallRequest.record``, calls with a voice worker), ``<dir>/<tenant>/<call id>.wav``; each is
+    reported to ``on_recording`` once complete (after the call's end). None: nothing is recorded.
     """
 
     def __init__(
@@ -166,8 +172,11 @@ class SipGateway(CallLauncher):
         worker_backoff: float = 0.1,
         refer_timeout: float = 8.0,
         transfer_ring_seconds: float = 30.0,
+        recordings_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
+        self.on_recording: Callable[[RecordingMade], None] = lambda event: None
+        self.recordings_dir = Path(recordings_dir).resolve() if recordings_dir is not None else None
         self.on_media: Callable[[UUID, MediaStats], None] = lambda attempt_id, stats: None
         self.on_bridge: Callable[[BridgeEvent], None] = lambda event: None
         self.max_call_seconds = max_call_seconds
@@ -328,7 +337,13 @@ class SipGateway(CallLauncher):
         if self._worker_urls is None or request.agent_id is None:
             return None
         url = await self._worker_urls(request.agent_id)
-        return outbound_stream(url, request, *self._reconnects) if url else None
+        if not url:
+            return None
+        stream = outbound_stream(url, request, *self._reconnects)
+        if request.record and self.recordings_dir is not None:
+            path = self.recordings_dir / str(request.tenant_id) / f"{request.attempt_id}.wav"
+            stream = replace(stream, record=str(path))
+        return stream
 
     async def _inbound_stream(
         self, route: InboundRoute, call_id: UUID, called: str, caller: str | None
@@ -480,6 +495,9 @@ class SipGateway(CallLauncher):
         return call
 
     def _on_worker_event(self, worker: WorkerProcess, event: Event) -> None:
+        if isinstance(event, Recorded):
+            self._recorded(event)
+            return
         if isinstance(event, CallBridgeEvent):
             self._bridge_event(worker, event)  # before the desk: inbound calls have these too
             return
@@ -500,6 +518,15 @@ class SipGateway(CallLauncher):
             log.info("trunk %s REGISTER answered %d (expires %d s)", event.trunk, event.code, event.expires)
         elif isinstance(event, TrunkError):
             log.error("trunk %s account rejected by %s: %s", event.trunk, worker.name, event.message)
+
+    def _recorded(self, event: Recorded) -> None:
+        try:
+            call_id, tenant_id = UUID(event.call_sid), UUID(event.tenant)
+        except ValueError:
+            log.warning("a recording with malformed call ids was dropped")
+            return
+        started = utc(event.started_at) if event.started_at else None
+        self.on_recording(RecordingMade(call_id, tenant_id, event.path, event.seconds, started, event.error))
 
     def _transfer_ended(self, worker: WorkerProcess, event: Ended) -> None:
         """A call ended with its transfer still under way (the far end hung up): that transfer failed."""

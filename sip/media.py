@@ -20,6 +20,7 @@ import pjsua2 as pj
 
 from sip.playout import FRAME_BYTES, Playout
 from sip.protocol import StreamJoined
+from sip.recorder import CallRecording, StereoWav
 from sip.stream import StreamHub, StreamSession
 
 log = logging.getLogger(__name__)
@@ -110,23 +111,27 @@ class StreamPort(pj.AudioMediaPort):  # type: ignore[misc]  # pjsua2 has no stub
         super().__init__()
         self.session: StreamSession | None = None
         self.playout = Playout()
+        self.recording: StereoWav | None = None  # set: the call is recorded (sip/recorder.py)
         self._frames = frames
         self._silence = pj.ByteVector(SILENCE)
         self._out = frames.vector(FRAME_BYTES)  # refilled every tick; pjsua copies it out of the frame
 
-    def attach(self, session: StreamSession) -> None:
+    def attach(self, session: StreamSession, recording: StereoWav | None = None) -> None:
         """Serve ``session`` from the next tick on (``live`` last: a tick in between sees "not live")."""
-        self.session, self.playout = session, session.playout
+        self.session, self.playout, self.recording = session, session.playout, recording
         self.live = True
 
     def onFrameReceived(self, frame: pj.MediaFrame) -> None:
         session = self.session
         if not self.live or session is None:
             return
-        if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size:
-            session.feed(self._frames.read(frame))
-        else:
-            session.feed(SILENCE)  # keep the stream's timestamps continuous
+        pcm = (
+            self._frames.read(frame) if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size else SILENCE
+        )
+        session.feed(pcm)  # silence keeps the stream's timestamps continuous
+        recording = self.recording  # read once: give_back may clear it between two reads
+        if recording is not None:
+            recording.heard(pcm)
 
     def onFrameRequested(self, frame: pj.MediaFrame) -> None:
         frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
@@ -138,6 +143,9 @@ class StreamPort(pj.AudioMediaPort):  # type: ignore[misc]  # pjsua2 has no stub
         pcm, marks = self.playout.next_frame()
         if marks:
             session.marks_played(marks)
+        recording = self.recording
+        if recording is not None:
+            recording.said(SILENCE if pcm is None else pcm)
         # the frame's setter copies the vector in C++: ``_out`` is free again for the next tick
         frame.buf = self._silence if pcm is None else self._frames.fill(self._out, pcm)
 
@@ -158,18 +166,19 @@ class PortPool:
         self._free: deque[tuple[float, StreamPort]] = deque()
         self._frames = FrameBytes()
 
-    def take(self, session: StreamSession) -> StreamPort:
+    def take(self, session: StreamSession, recording: StereoWav | None = None) -> StreamPort:
         if self._free and self._free[0][0] <= time.monotonic():
             port = self._free.popleft()[1]
         else:
             port = StreamPort(self._frames)
             port.createPort(f"stream{len(self.ports)}", _format())
             self.ports.append(port)
-        port.attach(session)
+        port.attach(session, recording)
         return port
 
     def give_back(self, port: StreamPort) -> None:
         port.live = False
+        port.recording = None
         self._free.append((time.monotonic() + DYING_SECONDS, port))
 
     def disown(self) -> None:
@@ -202,6 +211,7 @@ class CallMedia:
         self.files: list[Any] = []  # players and recorders
         self.handed_over = False  # the far end was bridged to a human: the stream is over
         self.on_hand_over: Callable[[], None] | None = None  # a SIP-URI worker's leg lets go (sip_worker.py)
+        self.recording: CallRecording | None = None  # set: the call is recorded (sip/recorder.py)
         self._joined_told = False
 
     def media_changed(self, call: pj.Call, hub: StreamHub | None) -> None:
@@ -224,7 +234,7 @@ class CallMedia:
         if not self.answered or self.audio is None:
             return
         session = hub.open(self.key, self.stream, Playout())
-        port = self.ports.take(session)
+        port = self.ports.take(session, self.recording.streamed() if self.recording else None)
         self.audio.startTransmit(port)
         port.startTransmit(self.audio)
         self.session, self.port = session, port
@@ -290,6 +300,8 @@ class CallMedia:
         """The call is over: the port goes quiet and back to the pool, the stream ends; returns what
         to destroy later (players, recorders)."""
         doomed: list[Any] = [*self.files, self.audio]
+        if self.recording is not None:  # finished once the rest is destroyed (CallTable.reap)
+            doomed.append(self.recording)
         if self.port is not None:
             self.port.live = False
             self._unlink(self.port)

@@ -85,6 +85,7 @@ class StreamSpec:
     parameters: dict[str, str] = field(default_factory=dict)  # the start message's customParameters
     reconnects: int = 0  # attempts to re-open a dropped socket over the call (0: a drop hangs up)
     reconnect_backoff: float = 0.1  # seconds before the first re-opening attempt, doubled after each
+    record: str = ""  # a WAV path: record the callee and the worker there (sip/recorder.py); "": not recorded
 
     @property
     def sip(self) -> bool:
@@ -103,6 +104,7 @@ class StreamSpec:
             dict(data["parameters"]),
             int(data.get("reconnects", 0)),
             float(data.get("reconnect_backoff", 0.1)),
+            str(data.get("record", "")),
         )
 
 
@@ -393,6 +395,19 @@ class DtmfHeard:
     at: float
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """A call's recording is complete (after its ``Ended``): the two-channel WAV at ``path``, or
+    ``error`` and no path. Names the call by its ids, not its key (forgotten by then)."""
+
+    call_sid: str  # the StreamSpec's: the attempt id (outbound) or inbound call id
+    tenant: str
+    path: str
+    seconds: float
+    started_at: float
+    error: str = ""
+
+
 Command = (
     AddTrunk
     | Dial
@@ -429,6 +444,7 @@ Event = (
     | Rejected
     | Registration
     | TrunkError
+    | Recorded
     | CallBridgeEvent
 )
 

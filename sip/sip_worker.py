@@ -280,6 +280,9 @@ class WorkerDesk:
         mine, theirs = call.media.audio, leg.media.audio
         if mine is None or theirs is None:
             return
+        recording = call.media.recording
+        if recording is not None:  # two recorders on the bridge, one per leg (sip/recorder.py)
+            self._safely(lambda: recording.bridge(mine, theirs, _recorder))
         if not self._safely(lambda: _connect(mine, theirs)) or state.joined:
             return
         state.joined = True
@@ -363,6 +366,13 @@ class WorkerDesk:
             log.debug("SIP worker leg: %s", redact(exc.reason))
             return False
         return True
+
+
+def _recorder(path: str) -> pj.AudioMediaRecorder:
+    """A conference-bridge port writing what is sent to it to a mono WAV at the bridge's rate."""
+    recorder = pj.AudioMediaRecorder()
+    recorder.createRecorder(path)
+    return recorder
 
 
 def _connect(a: pj.AudioMedia, b: pj.AudioMedia) -> None:

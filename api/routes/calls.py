@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from api.deps import AnyKey, PageLimit, PageOffset, SecretKey, Store, Svc, parse_id
 from api.runtime import CallRejected
@@ -38,6 +38,7 @@ async def create_call(body: CallCreate, key: AnyKey, svc: Svc) -> CallCreated:
 
 @router.get("", response_model=CallList)
 async def list_calls(
+    request: Request,
     key: SecretKey,
     store: Store,
     agent_id: UUID | None = None,
@@ -57,14 +58,15 @@ async def list_calls(
         limit=limit,
         offset=offset,
     )
-    calls = [service.summary(v) for v in views]
+    base = service.api_base(request)
+    calls = [service.summary(v, base) for v in views]
     return CallList(calls=calls, data=calls, total=total)
 
 
 @router.get("/{id}", response_model=CallDetail)
-async def get_call(cid: CallId, key: SecretKey, store: Store) -> CallDetail:
+async def get_call(request: Request, cid: CallId, key: SecretKey, store: Store) -> CallDetail:
     """One call record; another tenant's call answers CALL_NOT_FOUND."""
-    return service.detail(await service.owned_call(store, key.tenant_id, cid))
+    return service.detail(await service.owned_call(store, key.tenant_id, cid), service.api_base(request))
 
 
 @router.post("/{id}/transfer", response_model=CallActionAccepted)

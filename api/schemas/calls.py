@@ -25,6 +25,11 @@ class CallCreate(BaseModel):
     type: Literal["sip", "web"]
     sip_data: SipData | None = None
     prospect_id: UUID | None = None
+    record: bool = Field(
+        False,
+        description="record the callee and the voice worker (two-channel WAV; docs/recordings.md). "
+        "Check the consent rules where you call: the operator is responsible",
+    )
 
 
 class CallCreated(BaseModel):
@@ -68,6 +73,28 @@ class Transfer(BaseModel):
     started_at: datetime | None = Field(None, description="when the transfer was asked for")
     ended_at: datetime | None = Field(
         None, description="when it settled: REFER accepted by the final NOTIFY, human bridged, or failed"
+    )
+
+
+class Recording(BaseModel):
+    """A call's recording: asked for, kept (``url``), or deleted by the tenant's retention."""
+
+    requested: bool = Field(description="the call was asked to be recorded")
+    url: str | None = Field(None, description="where to GET it; null: none (yet), or deleted")
+    made_at: datetime | None = None
+    duration_seconds: float | None = None
+    deleted_at: datetime | None = Field(None, description="when the tenant's retention deleted it")
+
+
+class RecordingRetention(BaseModel):
+    """How long the tenant's call recordings are kept (``GET``/``PATCH /settings/recordings``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    retention_days: int | None = Field(
+        ge=0,
+        le=36_500,
+        examples=[90],
+        description="days a recording is kept after the call, then deleted; null: kept until deleted",
     )
 
 
@@ -130,6 +157,10 @@ class CallDetail(BaseModel):
         None,
         description="when the voice worker took the answered call; none, or over 2 s after answer: abandoned",
     )
+    recording_url: str | None = Field(
+        None, description="GET it with your key: the call's WAV (left the callee, right the voice worker)"
+    )
+    recording: Recording | None = None
 
 
 class TransferRequest(BaseModel):

@@ -107,6 +107,11 @@ class CampaignSettings(BaseModel):
         "every later attempt to the number, in every campaign, stops; the call itself goes on. "
         '"" clears it',
     )
+    record: bool | None = Field(
+        None,
+        description="record every answered call with its voice worker (two-channel WAV, docs/recordings.md; "
+        "default false). Check the consent rules where you call: the operator is responsible",
+    )
 
 
 class CampaignCreate(CampaignSettings):
@@ -203,6 +208,7 @@ class CampaignPublic(BaseModel):
     started_at: datetime | None
     completed_at: datetime | None
     opt_out_digit: str | None
+    record: bool
 
 
 class CampaignSummary(BaseModel):

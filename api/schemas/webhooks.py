@@ -14,6 +14,7 @@ EventType = Literal[
     "call.answered",
     "call.completed",
     "call.transferred",
+    "call.recording_ready",
     "campaign.started",
     "campaign.paused",
     "campaign.resumed",

@@ -7,6 +7,8 @@ import re
 from datetime import UTC, datetime
 from uuid import UUID
 
+from fastapi import Request
+
 from api.deps import Principal, Services
 from api.errors import BadGateway, BadRequest, Conflict, Forbidden, NotFound, Unavailable, invalid_field
 from api.runtime import CallRejected, GatewayUnavailable
@@ -20,11 +22,13 @@ from api.schemas.calls import (
     CallSummary,
     KeyValue,
     Party,
+    Recording,
     Transfer,
 )
 from dialer.domain import AttemptResult
 from dialer.outcome import Outcome
 from dialer.phone import InvalidPhoneNumber, is_local_to, parse_phone
+from dialer.recordings import recording_url
 from dialer.storage import NumberRecord, SqlStore
 from dialer.storage.views import CallView, call_status
 
@@ -92,6 +96,7 @@ async def create_call(svc: Services, key: Principal, body: CallCreate) -> CallCr
         agent_id=body.agent_id,
         prospect_id=body.prospect_id,
         callee_name=body.sip_data.name,
+        record=body.record,
     )
     try:
         await svc.runtime.place_call(key.tenant_id, call_id)
@@ -136,7 +141,32 @@ def _callee(view: CallView) -> str | None:
     return view.attempt.callee_name or view.prospect_name
 
 
-def summary(view: CallView) -> CallSummary:
+def api_base(request: Request) -> str:
+    """The API's URL as the client should use it: ``DIALER_PUBLIC_URL`` if set, else the request's."""
+    configured: str | None = request.app.state.services.public_url
+    return configured or str(request.base_url)
+
+
+def _recording_url(view: CallView, base: str) -> str | None:
+    """Where to GET the call's recording, while one is kept."""
+    return recording_url(base, view.attempt.id) if view.attempt.recording_location else None
+
+
+def _recording(view: CallView, base: str) -> Recording | None:
+    a = view.attempt
+    if not a.record and a.recording_at is None:
+        return None
+    return Recording(
+        requested=a.record,
+        url=_recording_url(view, base),
+        made_at=a.recording_at,
+        duration_seconds=a.recording_seconds,
+        deleted_at=a.recording_deleted_at,
+    )
+
+
+def summary(view: CallView, base: str) -> CallSummary:
+    """One call of a list; ``base`` is the API's URL (for ``recording_url``)."""
     a = view.attempt
     return CallSummary(
         id=a.id,
@@ -150,7 +180,7 @@ def summary(view: CallView) -> CallSummary:
         type="sip_call",
         created_at=a.created_at,
         duration=_duration(view),
-        recording_url=None,  # the gateway records nothing
+        recording_url=_recording_url(view, base),
         is_call_successful_according_to_agent_criteria=None,  # only the voice worker could tell
         prospect=(
             Party(id=a.prospect_id, name=_callee(view), phone=a.to_number) if _has_callee(view) else None
@@ -163,7 +193,8 @@ def summary(view: CallView) -> CallSummary:
     )
 
 
-def detail(view: CallView) -> CallDetail:
+def detail(view: CallView, base: str) -> CallDetail:
+    """One call's record; ``base`` is the API's URL (for ``recording_url``)."""
     a = view.attempt
     prospect = None
     if _has_callee(view):
@@ -196,7 +227,7 @@ def detail(view: CallView) -> CallDetail:
         ended_at=a.ended_at,
         extra_details={
             "duration": _duration(view),
-            "recording_url": None,  # the gateway records nothing
+            "recording_url": _recording_url(view, base),
             "sip_worker": a.sip_worker,
             "q850_cause": a.q850_cause,
         },
@@ -211,6 +242,8 @@ def detail(view: CallView) -> CallDetail:
         pdd_ms=a.pdd_ms,
         transfer=transfer,
         worker_connected_at=a.worker_connected_at,
+        recording_url=_recording_url(view, base),
+        recording=_recording(view, base),
     )
 
 

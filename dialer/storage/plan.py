@@ -43,6 +43,7 @@ def load_plan(conn: Connection, campaign_id: UUID) -> CampaignPlan | None:
         dids=dids,
         trunks=_trunks(conn, {d.trunk_id for d in dids}),
         default_region=row["default_region"],
+        record=row["record"],
     )
 
 

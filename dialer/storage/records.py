@@ -61,6 +61,7 @@ class CampaignSpec:
     is_hr_campaign: bool = False
     default_region: str | None = None
     opt_out_digit: str | None = None  # DTMF the callee presses to be put on the tenant's DNC list
+    record: bool = False  # record the callee and the voice worker (docs/recordings.md)
 
     def __post_init__(self) -> None:
         # Fail at the edge: a bad zone or day name stored here would break every dispatch tick later.
@@ -147,6 +148,7 @@ class TenantRecord:
     default_region: str
     max_call_duration_seconds: int
     created_at: datetime
+    recording_retention_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,11 @@ class AttemptRecord:
     transfer_ended_at: datetime | None  # it settled: REFER final NOTIFY, human bridged, or failed
     worker_connected_at: datetime | None  # the voice worker got ``start`` (abandonment)
     callee_name: str | None  # the prospect's name, or ``sip_data.name`` of an API call
+    record: bool = False  # asked to be recorded
+    recording_location: str | None = None  # local path or s3://bucket/key of the WAV; None: none
+    recording_at: datetime | None = None
+    recording_seconds: float | None = None
+    recording_deleted_at: datetime | None = None  # deleted by the tenant's retention
 
 
 #: The prospects columns a domain Prospect is built from (the hot query reads only these).

@@ -28,6 +28,7 @@ from dialer.storage.catalog import DirectoryCatalog
 from dialer.storage.directory import DirectoryAdmin
 from dialer.storage.edits import DirectoryEdits
 from dialer.storage.plan import load_plan
+from dialer.storage.recordings import RecordingAdmin
 from dialer.storage.records import PROSPECT_COLUMNS, prospect_from_row
 from dialer.storage.routing import RoutingLookups
 from dialer.storage.tables import (
@@ -80,6 +81,7 @@ class SqlStore(
     DirectoryEdits,
     CampaignViews,
     WebhookAdmin,
+    RecordingAdmin,
     DialStore,
 ):
     """Persistent truth for dialling in SQLite (embedded default) or PostgreSQL.
@@ -143,6 +145,9 @@ class SqlStore(
                 sa.select(campaigns.c.agent_id).where(campaigns.c.id == attempt.campaign_id).scalar_subquery()
             )
             name = sa.select(prospects.c.name).where(prospects.c.id == attempt.prospect_id).scalar_subquery()
+            record = (
+                sa.select(campaigns.c.record).where(campaigns.c.id == attempt.campaign_id).scalar_subquery()
+            )
             conn.execute(
                 sa.insert(attempts).values(
                     id=attempt.id,
@@ -157,6 +162,7 @@ class SqlStore(
                     trunk_id=attempt.trunk_id,
                     agent_id=agent,
                     callee_name=name,
+                    record=record,
                     lease_token=attempt.lease_token,
                     status="dialing",
                     created_at=attempt.created_at,

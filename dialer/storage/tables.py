@@ -63,6 +63,7 @@ class TenantRow(SQLModel, table=True):
     name: str
     default_region: str = "US"
     max_call_duration_seconds: int = 3600
+    recording_retention_days: int | None = None  # recordings older than this are deleted; None: kept
     created_at: datetime = _ts()
 
 
@@ -166,6 +167,7 @@ class CampaignRow(SQLModel, table=True):
     is_hr_campaign: bool = False
     default_region: str
     opt_out_digit: str | None = None  # a DTMF digit that puts the callee on the tenant's DNC list
+    record: bool = False  # record its calls (docs/recordings.md)
     status: str  # draft | scheduled | active | paused | completed
     scheduled_start_time: datetime | None = _opt_ts()
     created_at: datetime = _ts()
@@ -234,6 +236,14 @@ class AttemptRow(SQLModel, table=True):
             postgresql_where=sa.text("ended_at IS NULL"),
             sqlite_where=sa.text("ended_at IS NULL"),
         ),
+        # Only calls with a recording kept: the retention job's scan per tenant, oldest first.
+        sa.Index(
+            "ix_attempts_recordings",
+            "tenant_id",
+            "recording_at",
+            postgresql_where=sa.text("recording_location IS NOT NULL"),
+            sqlite_where=sa.text("recording_location IS NOT NULL"),
+        ),
     )
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     tenant_id: UUID = _fk("tenants.id")
@@ -267,6 +277,11 @@ class AttemptRow(SQLModel, table=True):
     transfer_ended_at: datetime | None = _opt_ts()
     callee_name: str | None = None  # the prospect's name, or sip_data.name of an API call
     worker_connected_at: datetime | None = _opt_ts()  # the voice worker took the call (abandonment)
+    record: bool = False  # the call was asked to be recorded (its campaign's or the API call's ``record``)
+    recording_location: str | None = None  # a local path or s3://bucket/key; None: none (or deleted)
+    recording_at: datetime | None = _opt_ts()  # the recording was complete
+    recording_seconds: float | None = None
+    recording_deleted_at: datetime | None = _opt_ts()  # removed by the tenant's retention
 
 
 class DncEntryRow(SQLModel, table=True):

@@ -107,7 +107,26 @@ async def test_keys_revoked_by_id_full_key_or_prefix_are_refused(
 async def test_listing_an_unknown_or_malformed_tenant_fails(store_url: str, store: SqlStore) -> None:
     assert "no such tenant" in await dialer(store_url, "keys", "list", "--tenant", str(UUID(int=7)), code=1)
     assert "must be a tenant id" in await dialer(store_url, "keys", "list", "--tenant", "acme", code=2)
-    assert (await dialer(store_url, "tenants", "list")).split() == ["id", "name", "region", "created"]
+    assert (await dialer(store_url, "tenants", "list")).split() == [
+        "id",
+        "name",
+        "region",
+        "created",
+        "retention",
+    ]
+
+
+async def test_a_tenants_recording_retention_is_set_and_listed(store_url: str, store: SqlStore) -> None:
+    tenant = (await dialer(store_url, "tenants", "create", "Acme")).strip()
+    assert "kept 30 days" in await dialer(store_url, "tenants", "retention", "--tenant", tenant, "30")
+    assert await store.recording_retention(UUID(tenant)) == 30
+    assert table(await dialer(store_url, "tenants", "list"))[0]["retention"] == "30d"
+    assert "until deleted" in await dialer(store_url, "tenants", "retention", "--tenant", tenant, "none")
+    assert await store.recording_retention(UUID(tenant)) is None
+    assert "0 to 36500" in await dialer(store_url, "tenants", "retention", "--tenant", tenant, "-3", code=2)
+    assert "no such tenant" in await dialer(
+        store_url, "tenants", "retention", "--tenant", str(UUID(int=7)), "5", code=1
+    )
 
 
 def shown(capsys: pytest.CaptureFixture[str], *argv: str) -> str:

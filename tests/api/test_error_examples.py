@@ -207,6 +207,10 @@ async def _no_campaign_transfer(w: World) -> httpx.Response:
     )
 
 
+async def _unrecorded_call(w: World) -> httpx.Response:
+    return await w.acme.client.get(f"/calls/{await w.call(ended=True)}/recording")
+
+
 async def _not_ready(w: World) -> httpx.Response:
     w.runtime.fail_health = True
     return await w.acme.anonymous.get("/ready")
@@ -308,6 +312,7 @@ RECIPES: dict[tuple[str, str, str], Recipe] = {
         "/webhooks", lambda w: {"url": "https://no-such-host.invalid/hook", "events": ["call.completed"]}
     ),
     ("get", "/ready", "NOT_READY"): _not_ready,
+    ("get", "/calls/{id}/recording", "RECORDING_NOT_FOUND"): _unrecorded_call,
 }
 
 
@@ -491,6 +496,7 @@ async def test_every_request_example_is_accepted(open_world: Tenant) -> None:
     await send("post", "/dnc", "/dnc", examples.DNC_ADD)
     await send("post", "/keys", "/keys", examples.KEY_CREATE)
     await send("post", "/webhooks", "/webhooks", examples.WEBHOOK_CREATE)
+    await send("patch", "/settings/recordings", "/settings/recordings", examples.RECORDING_RETENTION)
     assert sent == set(examples.REQUESTS), set(examples.REQUESTS) - sent
     document = (await open_world.anonymous.get("/openapi.json")).json()
     with_body = {
