@@ -120,7 +120,9 @@ async def test_a_worker_that_takes_the_call_is_recorded_and_not_abandoned(stack:
     assert stack.counted("dialer_worker_calls_total") == 1
     assert stack.counted("dialer_calls_abandoned_total") == 0
     view = await stack.store.get_call(stack.tenant, call_id)
-    assert view is not None and detail(view).worker_connected_at == row.worker_connected_at  # GET /calls/{id}
+    assert (
+        view is not None and detail(view, "http://127.0.0.1").worker_connected_at == row.worker_connected_at
+    )  # GET /calls/{id}
 
 
 async def test_a_worker_slow_to_answer_within_2_s_is_not_abandoned(stack: Stack, sipp) -> None:
