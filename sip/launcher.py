@@ -47,6 +47,7 @@ from sip.protocol import (
     Event,
     Hangup,
     HangupAsked,
+    InboundRefused,
     OptOutAsked,
     PlayFile,
     RecordTo,
@@ -54,6 +55,7 @@ from sip.protocol import (
     Registration,
     Ringing,
     SendDtmf,
+    SetInboundPolicy,
     StreamJoined,
     StreamSpec,
     Transfer,
@@ -170,6 +172,9 @@ class SipGateway(CallLauncher):
         super().__init__()
         self.on_media: Callable[[UUID, MediaStats], None] = lambda attempt_id, stats: None
         self.on_bridge: Callable[[BridgeEvent], None] = lambda event: None
+        # (reason, count) of INVITEs the workers refused by the inbound policy (no call was made)
+        self.on_refused: Callable[[str, int], None] = lambda reason, count: None
+        self._policy = SetInboundPolicy()  # None/None: every source, every number offered to ``inbound``
         self.max_call_seconds = max_call_seconds
         self.refer_timeout = refer_timeout  # REFER → final NOTIFY, before ``auto`` bridges instead
         self.transfer_ring_seconds = transfer_ring_seconds  # a bridged transfer's human must answer by then
@@ -268,6 +273,19 @@ class SipGateway(CallLauncher):
         for worker in self._supervisor.workers:
             if worker.capacity:
                 self._ensure_trunk(worker, trunk)
+
+    def set_inbound_policy(self, networks: list[str] | None, numbers: list[str] | None) -> None:
+        """Which INVITEs every worker refuses by itself, before any call or round trip to the router:
+        from a source outside ``networks`` (CIDRs or addresses) 403, for a number not in ``numbers``
+        (E.164) 404. None leaves that check off. Kept across worker restarts."""
+        policy = SetInboundPolicy(sorted(networks) if networks is not None else None,
+                                  sorted(numbers) if numbers is not None else None)  # fmt: skip
+        if policy == self._policy:
+            return
+        self._policy = policy
+        for worker in self._supervisor.workers:
+            if worker.capacity:
+                worker.send(policy)
 
     # ---- outbound calls ----------------------------------------------------------------------------
 
@@ -470,6 +488,7 @@ class SipGateway(CallLauncher):
 
     def _on_ready(self, worker: WorkerProcess) -> None:
         self._worker_trunks[worker.name] = {}  # a fresh process has no accounts yet
+        worker.send(self._policy)
         for trunk in self._known_trunks.values():
             self._ensure_trunk(worker, trunk)
 
@@ -495,6 +514,9 @@ class SipGateway(CallLauncher):
             self.on_event(CallAnswered(call.attempt_id, utc(event.at)))
         elif isinstance(event, Ended) and (call := self._forget(event.key)):
             self._report_end(call, event, worker.name)
+        elif isinstance(event, InboundRefused):
+            for reason, count in event.counts.items():
+                self.on_refused(reason, count)
         elif isinstance(event, Registration):
             self._registrations[UUID(event.trunk)] = event.code
             log.info("trunk %s REGISTER answered %d (expires %d s)", event.trunk, event.code, event.expires)

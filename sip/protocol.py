@@ -56,6 +56,16 @@ class AddTrunk:
 
 
 @dataclass(frozen=True)
+class SetInboundPolicy:
+    """Which inbound INVITEs the worker refuses by itself (sip/inbound_policy.py, sip/screen.py):
+    ``networks`` the sources allowed (CIDRs; None: any), ``numbers`` the E.164 numbers answered
+    (None: every number is offered to the gateway)."""
+
+    networks: list[str] | None = None
+    numbers: list[str] | None = None
+
+
+@dataclass(frozen=True)
 class Dial:
     """Place an outbound call; answered by ``Placed``, ``Full`` or ``Failed``."""
 
@@ -290,6 +300,14 @@ class Rejected:
 
 
 @dataclass(frozen=True)
+class InboundRefused:
+    """INVITEs the worker refused by its inbound policy since its last report, by reason
+    ("source": 403, "unknown_number": 404); no call was made of them."""
+
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
 class Registration:
     """A trunk's REGISTER got a final answer (``expires`` 0 when unregistered or failed)."""
 
@@ -405,6 +423,7 @@ Command = (
     | SendDtmf
     | Transfer
     | TransferRefused
+    | SetInboundPolicy
 )
 #: What an answered call's voice worker, transfer or far end reports: outbound and inbound calls alike.
 CallBridgeEvent = (
@@ -427,6 +446,7 @@ Event = (
     | Answered
     | Ended
     | Rejected
+    | InboundRefused
     | Registration
     | TrunkError
     | CallBridgeEvent
