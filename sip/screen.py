@@ -20,7 +20,7 @@ import ctypes
 import ipaddress
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sip.inbound_policy import InboundPolicy
@@ -156,9 +156,8 @@ class Screen:
             lib = ctypes.CDLL(library_path)
             lib.pjsua_get_pjsip_endpt.restype = ctypes.c_void_p
             lib.pjsip_endpt_register_module.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-            lib.pjsip_endpt_respond_stateless.argtypes = [
-                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-            ]  # fmt: skip
+            ptr = ctypes.c_void_p  # endpoint, rdata, code, reason, headers, body
+            lib.pjsip_endpt_respond_stateless.argtypes = [ptr, ptr, ctypes.c_int, ptr, ptr, ptr]
             endpt = lib.pjsua_get_pjsip_endpt()
         except (AttributeError, OSError) as exc:
             log.error("inbound screen unavailable (%s): refusals go through pjsua calls", exc)
@@ -209,7 +208,3 @@ class Screen:
         self.refused[verdict.reason] += 1
         return 1
 
-
-def sources_of(networks: Iterable[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    """Parsed networks (a bare address is a /32 or /128)."""
-    return tuple(ipaddress.ip_network(network, strict=False) for network in networks)
