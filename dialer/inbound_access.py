@@ -1,0 +1,113 @@
+"""Who may call in: the trunk sources and imported numbers the SIP workers screen inbound INVITEs by.
+
+The policy is rebuilt from storage every ``DIALER_SIP_INBOUND_REFRESH_SECONDS`` (and at start): the
+addresses every trunk's host (and outbound proxy host) resolves to, each trunk's ``inbound_cidrs``,
+the proxies of ``DIALER_SIP_INBOUND_PROXIES`` (Kamailio in front checks trunk sources itself), and
+every number an inbound call is answered on. The workers then answer 403 to any other source and 404
+to any other number by themselves, before a call exists (sip/screen.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from dialer.storage.records import TrunkRecord
+
+log = logging.getLogger(__name__)
+
+RESOLVE_SECONDS = 3.0  # a trunk host whose name server does not answer by then adds no address this round
+
+
+class InboundSource(Protocol):
+    """What the policy is built from (SqlStore has both)."""
+
+    async def list_trunks(self) -> list[TrunkRecord]: ...
+
+    async def inbound_numbers(self) -> set[str]: ...
+
+
+def uri_host(uri: str) -> str:
+    """The host of a SIP URI or host[:port] ("sip:proxy.example.net:5060;lr" -> proxy.example.net)."""
+    rest = uri.strip().strip("<>")
+    scheme, colon, after = rest.partition(":")
+    if colon and scheme.lower() in ("sip", "sips"):
+        rest = after
+    rest = rest.rpartition("@")[2].split(";", 1)[0].split("?", 1)[0]
+    if rest.startswith("["):
+        return rest[1:].split("]", 1)[0]
+    return rest.split(":", 1)[0] if rest.count(":") == 1 else rest
+
+
+async def addresses(host: str, within: float = RESOLVE_SECONDS) -> set[str]:
+    """Every address ``host`` (a name or an IP literal) resolves to; empty when it does not."""
+    name = host.strip().strip("[]")
+    try:
+        return {str(ipaddress.ip_address(name))}
+    except ValueError:
+        pass
+    try:
+        infos = await asyncio.wait_for(asyncio.to_thread(socket.getaddrinfo, name, None), within)
+    except (OSError, TimeoutError, UnicodeError, ValueError):
+        return set()
+    return {str(info[4][0]).split("%", 1)[0] for info in infos}
+
+
+async def trunk_networks(trunks: Iterable[TrunkRecord]) -> list[str]:
+    """The networks inbound INVITEs may come from: each trunk's resolved host (and outbound proxy
+    host) addresses and its ``inbound_cidrs``."""
+    networks: set[str] = set()
+    for trunk in trunks:
+        hosts = [trunk.spec.host] + (
+            [uri_host(trunk.spec.outbound_proxy)] if trunk.spec.outbound_proxy else []
+        )
+        for host in hosts:
+            found = await addresses(host)
+            if not found:
+                log.warning("trunk %s: host %r does not resolve: no inbound calls from it", trunk.id, host)
+            networks |= found
+        networks |= set(trunk.spec.inbound_cidrs)
+    return sorted(str(ipaddress.ip_network(n, strict=False)) for n in networks)
+
+
+class InboundAccess:
+    """Keeps the gateway's inbound policy in step with storage (``apply(networks, numbers)``)."""
+
+    def __init__(
+        self,
+        source: InboundSource,
+        apply: Callable[[list[str], list[str]], None],
+        proxies: list[str],
+        every: float,
+    ) -> None:
+        self._source = source
+        self._apply = apply
+        self._proxies = proxies
+        self._every = every
+        self._task: asyncio.Task[None] | None = None
+
+    async def refresh(self) -> None:
+        """Read trunks and numbers now and hand the policy to the gateway (sent to workers if changed)."""
+        networks = await trunk_networks(await self._source.list_trunks())
+        numbers = await self._source.inbound_numbers()
+        self._apply(sorted(set(networks) | set(self._proxies)), sorted(numbers))
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="inbound-access")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._every)
+            try:
+                await self.refresh()
+            except Exception:  # the last policy stays: a storage outage must not open or close the door
+                log.exception("inbound policy refresh failed; the workers keep the last one")
