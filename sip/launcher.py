@@ -274,6 +274,10 @@ class SipGateway(CallLauncher):
             if worker.capacity:
                 self._ensure_trunk(worker, trunk)
 
+    def inbound_policy(self) -> SetInboundPolicy:
+        """The inbound policy every worker has (or gets on its next start)."""
+        return self._policy
+
     def set_inbound_policy(self, networks: list[str] | None, numbers: list[str] | None) -> None:
         """Which INVITEs every worker refuses by itself, before any call or round trip to the router:
         from a source outside ``networks`` (CIDRs or addresses) 403, for a number not in ``numbers``
