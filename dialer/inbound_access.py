@@ -57,21 +57,38 @@ async def addresses(host: str, within: float = RESOLVE_SECONDS) -> set[str]:
     return {str(info[4][0]).split("%", 1)[0] for info in infos}
 
 
+async def sources_of(trunk: TrunkRecord) -> list[str]:
+    """The networks a trunk's inbound INVITEs may come from: its host's (and outbound proxy host's)
+    addresses and its ``inbound_cidrs``, canonical (an address is a /32 or /128)."""
+    networks: set[str] = set(trunk.spec.inbound_cidrs)
+    hosts = [trunk.spec.host]
+    if trunk.spec.outbound_proxy:
+        hosts.append(uri_host(trunk.spec.outbound_proxy))
+    for host in hosts:
+        found = await addresses(host)
+        if not found:
+            log.warning("trunk %s: host %r does not resolve: no inbound calls from it", trunk.id, host)
+        networks |= found
+    return sorted(str(ipaddress.ip_network(n, strict=False)) for n in networks)
+
+
 async def trunk_networks(trunks: Iterable[TrunkRecord]) -> list[str]:
-    """The networks inbound INVITEs may come from: each trunk's resolved host (and outbound proxy
-    host) addresses and its ``inbound_cidrs``."""
+    """Every trunk's sources (``sources_of``) in one list."""
     networks: set[str] = set()
     for trunk in trunks:
-        hosts = [trunk.spec.host] + (
-            [uri_host(trunk.spec.outbound_proxy)] if trunk.spec.outbound_proxy else []
-        )
-        for host in hosts:
-            found = await addresses(host)
-            if not found:
-                log.warning("trunk %s: host %r does not resolve: no inbound calls from it", trunk.id, host)
-            networks |= found
-        networks |= set(trunk.spec.inbound_cidrs)
-    return sorted(str(ipaddress.ip_network(n, strict=False)) for n in networks)
+        networks |= set(await sources_of(trunk))
+    return sorted(networks)
+
+
+async def kamailio_addresses(trunks: Iterable[TrunkRecord]) -> list[str]:
+    """The trunks' sources as lines of Kamailio's permissions address file (group 1, any port, the
+    trunk id as tag): deploy/kamailio/kamailio.cfg's TRUNKS_LIST."""
+    lines = []
+    for trunk in trunks:
+        for network in await sources_of(trunk):
+            net = ipaddress.ip_network(network)
+            lines.append(f"1 {net.network_address} {net.prefixlen} 0 {trunk.id}")
+    return lines
 
 
 class InboundAccess:
