@@ -159,7 +159,7 @@ def cmd_tenants_list(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_inbound_sources(settings: Settings, args: argparse.Namespace) -> int:
-    from dialer.inbound_access import kamailio_addresses, trunk_networks
+    from dialer.inbound_access import Resolver, kamailio_addresses, trunk_networks
 
     store = _store(settings)
     try:
@@ -167,12 +167,16 @@ def cmd_inbound_sources(settings: Settings, args: argparse.Namespace) -> int:
         trunks = asyncio.run(store.list_trunks())
     finally:
         store.dispose()
-    if args.kamailio:
-        print("# group address mask port tag (the trunk id): Kamailio's permissions address_file")
-        print("\n".join(asyncio.run(kamailio_addresses(trunks))))
-    else:
-        networks = asyncio.run(trunk_networks(trunks)) + settings.inbound_proxy_networks()
-        print("\n".join(sorted(set(networks))))
+    resolver = Resolver()
+    try:
+        if args.kamailio:
+            print("# group address mask port tag (the trunk id): Kamailio's permissions address_file")
+            print("\n".join(asyncio.run(kamailio_addresses(trunks, resolver))))
+        else:
+            networks = asyncio.run(trunk_networks(trunks, resolver)) + settings.inbound_proxy_networks()
+            print("\n".join(sorted(set(networks))))
+    finally:
+        resolver.close()
     return 0
 
 

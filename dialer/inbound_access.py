@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 from dialer.storage.records import TrunkRecord
@@ -43,21 +44,49 @@ def uri_host(uri: str) -> str:
     return rest.split(":", 1)[0] if rest.count(":") == 1 else rest
 
 
-async def addresses(host: str, within: float = RESOLVE_SECONDS) -> set[str]:
-    """Every address ``host`` (a name or an IP literal) resolves to; empty when it does not."""
-    name = host.strip().strip("[]")
+class Resolver:
+    """Trunk host names to addresses, on two threads of its own (a slow name server never holds up
+    the default executor, which storage uses), one lookup per name at a time. While a name's lookup
+    is slow or failing, its last addresses stand (a name server hiccup does not close the door)."""
+
+    def __init__(self, within: float = RESOLVE_SECONDS) -> None:
+        self._within = within
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="inbound-dns")
+        self._pending: dict[str, Future[set[str]]] = {}
+        self._last: dict[str, set[str]] = {}
+
+    async def addresses(self, host: str) -> set[str]:
+        """Every address ``host`` (a name or an IP literal) resolves to; empty when it never did."""
+        name = host.strip().strip("[]")
+        try:
+            return {str(ipaddress.ip_address(name))}
+        except ValueError:
+            pass
+        future = self._pending.get(name)
+        if future is None or future.done():
+            future = self._pending[name] = self._pool.submit(_lookup, name)
+        try:
+            found = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self._within)
+        except TimeoutError:
+            return self._last.get(name, set())
+        if not found and self._last.get(name, True):
+            log.warning("trunk host %r does not resolve: no inbound calls from its addresses", name)
+        self._last[name] = found
+        return found
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _lookup(name: str) -> set[str]:
     try:
-        return {str(ipaddress.ip_address(name))}
-    except ValueError:
-        pass
-    try:
-        infos = await asyncio.wait_for(asyncio.to_thread(socket.getaddrinfo, name, None), within)
-    except (OSError, TimeoutError, UnicodeError, ValueError):
+        infos = socket.getaddrinfo(name, None)
+    except (OSError, UnicodeError, ValueError):
         return set()
     return {str(info[4][0]).split("%", 1)[0] for info in infos}
 
 
-async def sources_of(trunk: TrunkRecord) -> list[str]:
+async def sources_of(trunk: TrunkRecord, resolver: Resolver) -> list[str]:
     """The networks a trunk's inbound INVITEs may come from: its host's (and outbound proxy host's)
     addresses and its ``inbound_cidrs``, canonical (an address is a /32 or /128)."""
     networks: set[str] = set(trunk.spec.inbound_cidrs)
@@ -65,27 +94,24 @@ async def sources_of(trunk: TrunkRecord) -> list[str]:
     if trunk.spec.outbound_proxy:
         hosts.append(uri_host(trunk.spec.outbound_proxy))
     for host in hosts:
-        found = await addresses(host)
-        if not found:
-            log.warning("trunk %s: host %r does not resolve: no inbound calls from it", trunk.id, host)
-        networks |= found
+        networks |= await resolver.addresses(host)
     return sorted(str(ipaddress.ip_network(n, strict=False)) for n in networks)
 
 
-async def trunk_networks(trunks: Iterable[TrunkRecord]) -> list[str]:
+async def trunk_networks(trunks: Iterable[TrunkRecord], resolver: Resolver) -> list[str]:
     """Every trunk's sources (``sources_of``) in one list."""
     networks: set[str] = set()
     for trunk in trunks:
-        networks |= set(await sources_of(trunk))
+        networks |= set(await sources_of(trunk, resolver))
     return sorted(networks)
 
 
-async def kamailio_addresses(trunks: Iterable[TrunkRecord]) -> list[str]:
+async def kamailio_addresses(trunks: Iterable[TrunkRecord], resolver: Resolver) -> list[str]:
     """The trunks' sources as lines of Kamailio's permissions address file (group 1, any port, the
     trunk id as tag): deploy/kamailio/kamailio.cfg's TRUNKS_LIST."""
     lines = []
     for trunk in trunks:
-        for network in await sources_of(trunk):
+        for network in await sources_of(trunk, resolver):
             net = ipaddress.ip_network(network)
             lines.append(f"1 {net.network_address} {net.prefixlen} 0 {trunk.id}")
     return lines
@@ -106,10 +132,11 @@ class InboundAccess:
         self._proxies = proxies
         self._every = every
         self._task: asyncio.Task[None] | None = None
+        self._resolver = Resolver()
 
     async def refresh(self) -> None:
         """Read trunks and numbers now and hand the policy to the gateway (sent to workers if changed)."""
-        networks = await trunk_networks(await self._source.list_trunks())
+        networks = await trunk_networks(await self._source.list_trunks(), self._resolver)
         numbers = await self._source.inbound_numbers()
         self._apply(sorted(set(networks) | set(self._proxies)), sorted(numbers))
 
@@ -120,6 +147,7 @@ class InboundAccess:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        self._resolver.close()
 
     async def _run(self) -> None:
         while True:

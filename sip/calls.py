@@ -141,9 +141,9 @@ class CallTable:
         self.calls: dict[int, Call] = {}
         self.closing = False
         self.probe_user: str | None = None  # inbound calls for this user are capacity-probe twins
-        # Closed (every source refused, the capacity probe aside) until the gateway sends its policy
-        # right after Ready: a worker restarted during a flood makes no call of it meanwhile.
-        self.policy = InboundPolicy(networks=())  # sip/screen.py applies it before pjsua does
+        # Replaced by the gateway's (SetInboundPolicy) right after Ready; the Stack closes it to every
+        # source before then when the gateway restricts sources (WorkerConfig.inbound_closed).
+        self.policy = InboundPolicy()  # sip/screen.py applies it before pjsua does
         self.refused: Counter[str] = Counter()  # refusals by the policy here (screen off), by reason
         self.probes: list[Call] = []
         self._finished: list[Call] = []

@@ -15,6 +15,7 @@ import pjsua2 as pj
 
 from dialer.logs import redact
 from sip.calls import PJ_ETOOMANY, Call, CallTable, Emit
+from sip.inbound_policy import InboundPolicy
 from sip.message import called_user, caller_user
 from sip.protocol import AddTrunk, Registration, Rejected, TrunkError, WorkerConfig
 from sip.screen import Screen
@@ -107,6 +108,8 @@ class Stack:
         self.config = config
         self.emit = emit
         self.table = CallTable(emit, config.media_sockets or build_media_sockets(), hub)
+        if config.inbound_closed:
+            self.table.policy = InboundPolicy(networks=())
         self.accounts: dict[str, _Account] = {}
         self.transfers = TransferDesk(self.table, self.accounts.get)
         self.workers = WorkerDesk(

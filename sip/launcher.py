@@ -14,7 +14,7 @@ import itertools
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -288,6 +288,8 @@ class SipGateway(CallLauncher):
             return
         self._policy = policy
         for worker in self._supervisor.workers:
+            # A restart starts closed to every source until this policy reaches it (when it has any).
+            worker.config = replace(worker.config, inbound_closed=networks is not None)
             if worker.capacity:
                 worker.send(policy)
 

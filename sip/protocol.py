@@ -35,6 +35,10 @@ class WorkerConfig:
     tls_cert: str = ""  # PEM files; a TLS listener needs them, a TLS client does not
     tls_key: str = ""
     log_level: str = "WARNING"
+    # Refuse every inbound source (403) until the gateway's SetInboundPolicy arrives, right after
+    # Ready: set when the gateway restricts sources, so a worker (re)started during a flood makes no
+    # call of it meanwhile. Unset, every INVITE is offered until a policy says otherwise.
+    inbound_closed: bool = False
 
 
 # ---- commands: gateway → worker ------------------------------------------------------------------

@@ -207,4 +207,3 @@ class Screen:
         self._lib.pjsip_endpt_respond_stateless(self._endpt, rdata, verdict.code, None, None, None)
         self.refused[verdict.reason] += 1
         return 1
-
