@@ -116,7 +116,9 @@ def read(rdata: int) -> Incoming | None:
         or not 0 < length <= _MAX_PKT_LEN
     ):
         return None
-    source = ctypes.string_at(rdata + _SRC_NAME).decode("ascii", "replace")
+    source = (
+        ctypes.string_at(rdata + _SRC_NAME, _INET6_ADDRSTRLEN).split(b"\0", 1)[0].decode("ascii", "replace")
+    )
     try:
         ipaddress.ip_address(source)
     except ValueError:

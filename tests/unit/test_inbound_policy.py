@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+
 import pytest
 
 from dialer.inbound_access import uri_host
+from sip import screen
 from sip.inbound_policy import SOURCE, UNKNOWN_NUMBER, InboundPolicy
 from sip.screen import new_invite
 
@@ -71,3 +74,23 @@ def test_only_dialog_creating_invites_are_screened() -> None:
 )
 def test_uri_host(uri: str, host: str) -> None:
     assert uri_host(uri) == host
+
+
+def test_read_trusts_the_layout_only_when_it_reads_right() -> None:
+    """``read`` on a pjsip_rx_data built here: the message at msg_buf and the source; None when
+    msg_buf points outside the packet or the source is no address (another pjproject's layout)."""
+    rx = screen._RxData()
+    message = INVITE.format(to="To: <sip:442079460150@127.0.0.1>").encode()
+    rx.pkt.packet = message
+    rx.pkt.len = len(message)
+    rx.pkt.src_name = b"127.0.0.2"
+    base = ctypes.addressof(rx)
+    rx.msg.msg_buf = base + screen._PACKET
+    rx.msg.len = len(message)
+    incoming = screen.read(base)
+    assert incoming is not None and (incoming.source, incoming.message) == ("127.0.0.2", message.decode())
+    rx.pkt.src_name = b"garbage"
+    assert screen.read(base) is None
+    rx.pkt.src_name = b"127.0.0.2"
+    rx.msg.msg_buf = base  # not inside the packet
+    assert screen.read(base) is None
