@@ -225,6 +225,7 @@ TRUNK_CREATE = {
     "max_concurrent_calls": 20,
     "max_cps": 2.0,
     "allowed_countries": ["IN"],
+    "inbound_cidrs": ["203.0.113.0/28"],
 }
 TRUNK_UPDATE = {"max_concurrent_calls": 30, "max_cps": 5.0}
 AGENT_CREATE = {

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -63,6 +64,16 @@ class Settings(BaseSettings):
         ge=0,
         description="Call slots per SIP worker kept for bridged transfers' human legs (no call takes them)",
     )
+    sip_inbound_proxies: str = Field(
+        default="",
+        description="Comma-separated networks (CIDR) of SIP proxies in front of the workers (Kamailio), "
+        "whose INVITEs are taken as if from a trunk: the proxy checks the trunk sources itself",
+    )
+    sip_inbound_refresh_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often the SIP workers' inbound policy (trunk sources, imported numbers) is re-read",
+    )
     max_call_seconds: float = Field(default=3600.0, description="Toll-fraud guard: longest call allowed")
     # voice-worker bridge
     worker_reconnect_attempts: int = Field(
@@ -108,6 +119,17 @@ class Settings(BaseSettings):
     # logs
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: Literal["text", "json"] = Field(default="text", description="json: one JSON object per line")
+
+    @field_validator("sip_inbound_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
+        return value
+
+    def inbound_proxy_networks(self) -> list[str]:
+        """``sip_inbound_proxies`` as a list of networks."""
+        return [part.strip() for part in self.sip_inbound_proxies.split(",") if part.strip()]
 
     def journal_path(self) -> Path:
         """Where this node spools call events while the database is down (one file per node)."""

@@ -185,6 +185,28 @@ def cmd_tenants_list(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inbound_sources(settings: Settings, args: argparse.Namespace) -> int:
+    from dialer.inbound_access import Resolver, kamailio_addresses, trunk_networks
+
+    store = _store(settings)
+    try:
+        store.migrate()
+        trunks = asyncio.run(store.list_trunks())
+    finally:
+        store.dispose()
+    resolver = Resolver()
+    try:
+        if args.kamailio:
+            print("# group address mask port tag (the trunk id): Kamailio's permissions address_file")
+            print("\n".join(asyncio.run(kamailio_addresses(trunks, resolver))))
+        else:
+            networks = asyncio.run(trunk_networks(trunks, resolver)) + settings.inbound_proxy_networks()
+            print("\n".join(sorted(set(networks))))
+    finally:
+        resolver.close()
+    return 0
+
+
 def _when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -315,6 +337,20 @@ def build_parser() -> argparse.ArgumentParser:
     retention.add_argument("--tenant", required=True, help="tenant id")
     retention.add_argument("days", help="days after the call (0: at the next pass), or none: until deleted")
     retention.set_defaults(func=cmd_tenants_retention)
+
+    sources = _command(
+        commands,
+        "inbound-sources",
+        "print the networks inbound INVITEs are taken from (every trunk's host addresses and "
+        "inbound_cidrs, and DIALER_SIP_INBOUND_PROXIES)",
+        [*_STORE_SETTINGS, "sip_inbound_proxies"],
+    )
+    sources.add_argument(
+        "--kamailio",
+        action="store_true",
+        help="the trunks' sources as Kamailio's permissions address file (deploy/kamailio TRUNKS_LIST)",
+    )
+    sources.set_defaults(func=cmd_inbound_sources)
 
     keys = commands.add_parser("keys", help="manage API keys", formatter_class=_Help).add_subparsers(
         dest="action", required=True

@@ -99,6 +99,13 @@ class Metrics:
         self.inbound = Counter(
             "dialer_inbound_calls", "Ended inbound calls by outcome", ["outcome"], registry=r
         )
+        self.inbound_refused_total = Counter(
+            "dialer_sip_inbound_refused",
+            "Inbound INVITEs the SIP workers refused before any call: source (403, not a trunk's address), "
+            "unknown_number (404, no imported number)",
+            ["reason"],
+            registry=r,
+        )
         self.window_blocked = Counter(
             "dialer_window_blocked", "Dials deferred by the calling window, by reason", ["reason"], registry=r
         )
@@ -196,6 +203,10 @@ class Metrics:
 
     def inbound_started(self, trunk: str) -> None:
         self.active.labels(trunk, "inbound").inc()
+
+    def inbound_refused(self, reason: str, count: int = 1) -> None:
+        """INVITEs refused by the inbound policy; ``reason`` "source" or "unknown_number", never a number."""
+        self.inbound_refused_total.labels(reason).inc(count)
 
     def inbound_ended(self, trunk: str, outcome: Outcome, talk_seconds: float | None) -> None:
         self.active.labels(trunk, "inbound").dec()

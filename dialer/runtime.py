@@ -23,6 +23,7 @@ from config.settings import Settings
 from dialer.allocation import campaign_resource, did_resource, trunk_resource
 from dialer.dispatch import Dispatcher
 from dialer.domain import AttemptResult
+from dialer.inbound_access import InboundAccess
 from dialer.journal import CallJournal
 from dialer.metrics import NO_CAMPAIGN, MeteredLauncher, Metrics, MetricsObserver, SipWorkerCollector
 from dialer.opt_out import OptOuts
@@ -137,6 +138,16 @@ class Runtime:
             recordings_dir=settings.recordings_path(),
         )
         self.gateway.on_bridge = self._on_bridge
+        self.gateway.on_refused = self.metrics.inbound_refused
+        # Closed until the first read of trunks and numbers: a database that does not answer at start
+        # must not open the SIP port to every source.
+        self.gateway.set_inbound_policy([], [])
+        self.inbound_access = InboundAccess(
+            store,
+            self.gateway.set_inbound_policy,
+            settings.inbound_proxy_networks(),
+            settings.sip_inbound_refresh_seconds,
+        )
         collector = SipWorkerCollector(self.gateway.workers, self.gateway.capacity, self.gateway.usage)
         self.metrics.registry.register(collector)
         self.webhooks = build_webhooks(store, self.metrics, allow_private=settings.webhook_allow_private)
@@ -207,7 +218,9 @@ class Runtime:
         """Start SIP workers (learning their capacity), register trunks, then dispatch and schedule."""
         await self.webhooks.start()
         self._call_limits = await self.store.tenant_call_limits()
+        await self.refresh_inbound()
         await self.gateway.start()
+        self.inbound_access.start()
         for record in await self.store.list_trunks():
             if record.spec.register:
                 await self.gateway.add_trunk(trunk_config(record))
@@ -228,6 +241,7 @@ class Runtime:
         if self._refreshing is not None:
             self._refreshing.cancel()
             await asyncio.gather(self._refreshing, return_exceptions=True)
+        await self.inbound_access.stop()
         self.dispatcher.stop()
         if self._dispatching is not None:
             await self._dispatching
@@ -262,6 +276,14 @@ class Runtime:
             self.webhooks.campaign_changed(record.tenant_id, campaign_id, "start", "active")
 
     # ---- what the API asks (api.runtime.ApiRuntime) ------------------------------------------------
+
+    async def refresh_inbound(self) -> None:
+        """Re-read trunk sources and imported numbers for the SIP workers' inbound screen now (it is
+        also re-read every ``DIALER_SIP_INBOUND_REFRESH_SECONDS``); a failure keeps the last policy."""
+        try:
+            await self.inbound_access.refresh()
+        except Exception:
+            log.exception("inbound policy refresh failed; the workers keep the last one")
 
     def campaigns_changed(self) -> None:
         self.dispatcher.wake()

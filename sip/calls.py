@@ -5,13 +5,14 @@ from __future__ import annotations
 import heapq
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pjsua2 as pj
 
 from dialer.logs import redact
+from sip.inbound_policy import InboundPolicy
 from sip.media import DYING_SECONDS, CallMedia, PortPool
 from sip.message import called_user, caller_user, q850_cause
 from sip.protocol import (
@@ -144,6 +145,10 @@ class CallTable:
         self.post: Callable[[Recorded], None] = emit
         self.closing = False
         self.probe_user: str | None = None  # inbound calls for this user are capacity-probe twins
+        # Replaced by the gateway's (SetInboundPolicy) right after Ready; the Stack closes it to every
+        # source before then when the gateway restricts sources (WorkerConfig.inbound_closed).
+        self.policy = InboundPolicy()  # sip/screen.py applies it before pjsua does
+        self.refused: Counter[str] = Counter()  # refusals by the policy here (screen off), by reason
         self.probes: list[Call] = []
         self._finished: list[Call] = []
         self._timers: list[tuple[float, int, str]] = []
@@ -325,6 +330,12 @@ class CallTable:
         self.calls[call.key] = call
         if self.closing:
             self.reject(Reject(call.key, 503, RETRY_AFTER))
+            return
+        # The screen (sip/screen.py) refuses these before pjsua makes a call; without it, here.
+        verdict = self.policy.verdict(prm.rdata.srcAddress.rsplit(":", 1)[0].strip("[]"), called)
+        if verdict is not None:
+            self.refused[verdict.reason] += 1
+            self.reject(Reject(call.key, verdict.code))
             return
         left = self.lines_for_calls()
         if left is not None and left < 0:  # it took a slot held for a leg: busy, as a full pjsua is

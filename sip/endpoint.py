@@ -15,8 +15,10 @@ import pjsua2 as pj
 
 from dialer.logs import redact
 from sip.calls import PJ_ETOOMANY, Call, CallTable, Emit
+from sip.inbound_policy import InboundPolicy
 from sip.message import called_user, caller_user
 from sip.protocol import AddTrunk, Registration, Rejected, TrunkError, WorkerConfig
+from sip.screen import Screen
 from sip.sip_worker import WorkerDesk
 from sip.stream import StreamHub
 from sip.transfers import TransferDesk
@@ -106,6 +108,8 @@ class Stack:
         self.config = config
         self.emit = emit
         self.table = CallTable(emit, config.media_sockets or build_media_sockets(), hub)
+        if config.inbound_closed:
+            self.table.policy = InboundPolicy(networks=())
         self.accounts: dict[str, _Account] = {}
         self.transfers = TransferDesk(self.table, self.accounts.get)
         self.workers = WorkerDesk(
@@ -113,6 +117,8 @@ class Stack:
         )
         self._writer = _LogWriter()  # must outlive the library
         self.asked_codecs: set[str] = set()  # codec id prefixes trunks asked for, on top of G.711
+        # Refuses INVITEs by the table's policy before pjsua makes calls of them; lives as long as we do.
+        self.screen = Screen(lambda: self.table.policy, lambda: self.table.probe_user)
         self.ep: _Endpoint  # made in start(), on the SIP thread
 
     # ---- set-up --------------------------------------------------------------------------------
@@ -144,6 +150,7 @@ class Stack:
             tls.tlsConfig.certFile = self.config.tls_cert
             tls.tlsConfig.privKeyFile = self.config.tls_key
             self.ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tls)
+        self.screen.install(pj._pjsua2.__file__)
         self.ep.libStart()
         self.ep.audDevManager().setNullDev()  # no sound card; media runs on the bridge clock
         keep_udp()

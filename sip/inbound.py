@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
-from dialer.phone import InvalidPhoneNumber, parse_phone
 from sip.events import InboundAnswered, InboundEnded, InboundEvent, InboundOffered, InboundRoute, MediaStats
+from sip.inbound_policy import called_number
 from sip.protocol import (
     RETRY_AFTER,
     Answer,
@@ -31,20 +31,6 @@ InboundRouter = Callable[[str], Awaitable[InboundRoute | None]]
 InboundCallback = Callable[[InboundEvent], Awaitable[None] | None]
 # (route, call id, called, caller) → where the answered call's audio streams, None: not bridged
 InboundStreams = Callable[[InboundRoute, UUID, str, str | None], Awaitable[StreamSpec | None]]
-
-
-def called_number(user: str) -> str:
-    """The E.164 form of a called Request-URI user when it reads as one ("+1…" or "1…"), else as is.
-
-    Trunks deliver imported numbers with or without the "+"; the inbound router is keyed by E.164.
-    """
-    for candidate in (user, f"+{user}"):
-        if candidate.startswith("+") and candidate[1:].isdigit():
-            try:
-                return parse_phone(candidate)
-            except InvalidPhoneNumber:
-                continue
-    return user
 
 
 @dataclass

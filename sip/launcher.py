@@ -49,6 +49,7 @@ from sip.protocol import (
     Event,
     Hangup,
     HangupAsked,
+    InboundRefused,
     OptOutAsked,
     PlayFile,
     Recorded,
@@ -57,6 +58,7 @@ from sip.protocol import (
     Registration,
     Ringing,
     SendDtmf,
+    SetInboundPolicy,
     StreamJoined,
     StreamSpec,
     Transfer,
@@ -179,6 +181,9 @@ class SipGateway(CallLauncher):
         self.recordings_dir = Path(recordings_dir).resolve() if recordings_dir is not None else None
         self.on_media: Callable[[UUID, MediaStats], None] = lambda attempt_id, stats: None
         self.on_bridge: Callable[[BridgeEvent], None] = lambda event: None
+        # (reason, count) of INVITEs the workers refused by the inbound policy (no call was made)
+        self.on_refused: Callable[[str, int], None] = lambda reason, count: None
+        self._policy = SetInboundPolicy()  # None/None: every source, every number offered to ``inbound``
         self.max_call_seconds = max_call_seconds
         self.refer_timeout = refer_timeout  # REFER → final NOTIFY, before ``auto`` bridges instead
         self.transfer_ring_seconds = transfer_ring_seconds  # a bridged transfer's human must answer by then
@@ -277,6 +282,25 @@ class SipGateway(CallLauncher):
         for worker in self._supervisor.workers:
             if worker.capacity:
                 self._ensure_trunk(worker, trunk)
+
+    def inbound_policy(self) -> SetInboundPolicy:
+        """The inbound policy every worker has (or gets on its next start)."""
+        return self._policy
+
+    def set_inbound_policy(self, networks: list[str] | None, numbers: list[str] | None) -> None:
+        """Which INVITEs every worker refuses by itself, before any call or round trip to the router:
+        from a source outside ``networks`` (CIDRs or addresses) 403, for a number not in ``numbers``
+        (E.164) 404. None leaves that check off. Kept across worker restarts."""
+        policy = SetInboundPolicy(sorted(networks) if networks is not None else None,
+                                  sorted(numbers) if numbers is not None else None)  # fmt: skip
+        if policy == self._policy:
+            return
+        self._policy = policy
+        for worker in self._supervisor.workers:
+            # A restart starts closed to every source until this policy reaches it (when it has any).
+            worker.config = replace(worker.config, inbound_closed=networks is not None)
+            if worker.capacity:
+                worker.send(policy)
 
     # ---- outbound calls ----------------------------------------------------------------------------
 
@@ -485,6 +509,7 @@ class SipGateway(CallLauncher):
 
     def _on_ready(self, worker: WorkerProcess) -> None:
         self._worker_trunks[worker.name] = {}  # a fresh process has no accounts yet
+        worker.send(self._policy)
         for trunk in self._known_trunks.values():
             self._ensure_trunk(worker, trunk)
 
@@ -513,6 +538,9 @@ class SipGateway(CallLauncher):
             self.on_event(CallAnswered(call.attempt_id, utc(event.at)))
         elif isinstance(event, Ended) and (call := self._forget(event.key)):
             self._report_end(call, event, worker.name)
+        elif isinstance(event, InboundRefused):
+            for reason, count in event.counts.items():
+                self.on_refused(reason, count)
         elif isinstance(event, Registration):
             self._registrations[UUID(event.trunk)] = event.code
             log.info("trunk %s REGISTER answered %d (expires %d s)", event.trunk, event.code, event.expires)

@@ -35,6 +35,10 @@ class WorkerConfig:
     tls_cert: str = ""  # PEM files; a TLS listener needs them, a TLS client does not
     tls_key: str = ""
     log_level: str = "WARNING"
+    # Refuse every inbound source (403) until the gateway's SetInboundPolicy arrives, right after
+    # Ready: set when the gateway restricts sources, so a worker (re)started during a flood makes no
+    # call of it meanwhile. Unset, every INVITE is offered until a policy says otherwise.
+    inbound_closed: bool = False
 
 
 # ---- commands: gateway → worker ------------------------------------------------------------------
@@ -53,6 +57,16 @@ class AddTrunk:
     proxy: str
     accept_refer: bool = False  # accept a REFER from the far end of this trunk's calls (else 603)
     codecs: tuple[str, ...] = ()  # codecs offered after G.711 (e.g. "G722"); shared by the worker
+
+
+@dataclass(frozen=True)
+class SetInboundPolicy:
+    """Which inbound INVITEs the worker refuses by itself (sip/inbound_policy.py, sip/screen.py):
+    ``networks`` the sources allowed (CIDRs; None: any), ``numbers`` the E.164 numbers answered
+    (None: every number is offered to the gateway)."""
+
+    networks: list[str] | None = None
+    numbers: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -292,6 +306,14 @@ class Rejected:
 
 
 @dataclass(frozen=True)
+class InboundRefused:
+    """INVITEs the worker refused by its inbound policy since its last report, by reason
+    ("source": 403, "unknown_number": 404); no call was made of them."""
+
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
 class Registration:
     """A trunk's REGISTER got a final answer (``expires`` 0 when unregistered or failed)."""
 
@@ -420,6 +442,7 @@ Command = (
     | SendDtmf
     | Transfer
     | TransferRefused
+    | SetInboundPolicy
 )
 #: What an answered call's voice worker, transfer or far end reports: outbound and inbound calls alike.
 CallBridgeEvent = (
@@ -442,6 +465,7 @@ Event = (
     | Answered
     | Ended
     | Rejected
+    | InboundRefused
     | Registration
     | TrunkError
     | Recorded

@@ -17,9 +17,11 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 from dialer.logs import RedactingFilter
 from sip.endpoint import Stack
+from sip.inbound_policy import InboundPolicy
 from sip.protocol import (
     AddTrunk,
     Answer,
@@ -28,12 +30,14 @@ from sip.protocol import (
     Event,
     Failed,
     Hangup,
+    InboundRefused,
     PlayFile,
     Ready,
     Recorded,
     RecordTo,
     Reject,
     SendDtmf,
+    SetInboundPolicy,
     Stop,
     Transfer,
     TransferRefused,
@@ -52,6 +56,7 @@ log = logging.getLogger("sip.worker")
 # poll cost an idle worker 2% of a core; 250 ms costs ~0.05%.
 POLL_MS = 20
 IDLE_POLL_MS = 250
+REFUSED_REPORT_SECONDS = 0.5  # refusals by the inbound policy are reported at most this often (one line)
 
 
 class Worker:
@@ -68,6 +73,7 @@ class Worker:
         self.stack.table.post = self.request  # a recording merged on its own thread reports through here
         self._waker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._wake_to = ("127.0.0.1" if config.host in ("", "0.0.0.0") else config.host, config.port)
+        self._refused_at = 0.0
 
     def wake(self) -> None:
         """End the SIP thread's ``libHandleEvents`` wait now (any thread): a bare CRLF keep-alive
@@ -123,10 +129,24 @@ class Worker:
             self.stack.transfers.run_timers()
             self.stack.workers.run_timers()
             self.stack.table.reap()
+            self._report_refused()
             self.flush()
         self.stack.shutdown(self.pump)
         self.flush()
         self.hub.stop()  # ended calls' streams send ``stop`` (bounded)
+
+    def _report_refused(self) -> None:
+        """One ``InboundRefused`` line for what the screen and the call table refused lately."""
+        now = time.monotonic()
+        if now < self._refused_at + REFUSED_REPORT_SECONDS:
+            return
+        counts = self.stack.screen.drain()
+        for reason, count in self.stack.table.refused.items():
+            counts[reason] = counts.get(reason, 0) + count
+        self.stack.table.refused.clear()
+        if counts:
+            self.emit(InboundRefused(counts))
+            self._refused_at = now
 
     def _run_commands(self) -> bool:
         """Run every queued command; False once ``Stop`` has come."""
@@ -167,6 +187,8 @@ class Worker:
             table.reject(command)
         elif isinstance(command, AddTrunk):
             self.stack.add_trunk(command)
+        elif isinstance(command, SetInboundPolicy):
+            table.policy = InboundPolicy.build(command.networks, command.numbers)
         elif isinstance(command, Transfer):
             self.stack.transfers.start(command)
         elif isinstance(command, TransferRefused):

@@ -42,6 +42,7 @@ def _public(t: TrunkRecord) -> TrunkPublic:
         refer_uri_style=s.refer_uri_style,
         allowed_countries=list(s.allowed_countries),
         accept_inbound_refer=s.accept_inbound_refer,
+        inbound_cidrs=list(s.inbound_cidrs),
     )
 
 
@@ -53,6 +54,7 @@ async def create_trunk(body: TrunkCreate, key: SecretKey, store: Store) -> Trunk
     values = body.model_dump()
     values["register"] = values.pop("register_enabled")
     values["allowed_countries"] = tuple(values["allowed_countries"])
+    values["inbound_cidrs"] = tuple(values["inbound_cidrs"])
     try:
         new_id = await store.create_trunk(key.tenant_id, TrunkSpec(**values))
     except StoredAlready:

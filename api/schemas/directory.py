@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_INBOUND_CIDRS = 100
 
 
 def iso_codes(value: list[str]) -> list[str]:
@@ -14,6 +17,20 @@ def iso_codes(value: list[str]) -> list[str]:
     if any(len(c) != 2 or not c.isalpha() for c in codes):
         raise ValueError("countries are ISO 3166 alpha-2 codes such as US")
     return codes
+
+
+def cidrs(value: list[str]) -> list[str]:
+    """Networks in canonical form ("203.0.113.0/24", "2001:db8::/32"; an address alone is a /32 or
+    /128); a network with host bits set or anything else is refused, naming the entry."""
+    networks = []
+    for entry in value:
+        try:
+            networks.append(str(ipaddress.ip_network(entry.strip())))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IPv4 or IPv6 network such as 203.0.113.0/24") from None
+    if len(networks) > MAX_INBOUND_CIDRS:
+        raise ValueError(f"at most {MAX_INBOUND_CIDRS} networks")
+    return networks
 
 
 def worker_scheme(value: str) -> str:
@@ -41,11 +58,21 @@ class TrunkCreate(BaseModel):
     refer_uri_style: Literal["sip", "tel"] = "sip"
     allowed_countries: list[str] = Field(default_factory=list, examples=[["US", "CA"]])
     accept_inbound_refer: bool = False
+    inbound_cidrs: list[str] = Field(
+        default_factory=list,
+        examples=[["203.0.113.0/24"]],
+        description="Networks the trunk's inbound INVITEs may come from besides its host's addresses",
+    )
 
     @field_validator("allowed_countries")
     @classmethod
     def _iso_codes(cls, value: list[str]) -> list[str]:
         return iso_codes(value)
+
+    @field_validator("inbound_cidrs")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        return cidrs(value)
 
     def __repr__(self) -> str:  # keep the password out of reprs that end up in logs
         return f"TrunkCreate(name={self.name!r}, host={self.host!r})"
@@ -69,11 +96,17 @@ class TrunkUpdate(BaseModel):
     refer_uri_style: Literal["sip", "tel"] | None = None
     allowed_countries: list[str] | None = None
     accept_inbound_refer: bool | None = None
+    inbound_cidrs: list[str] | None = None
 
     @field_validator("allowed_countries")
     @classmethod
     def _iso_codes(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else iso_codes(value)
+
+    @field_validator("inbound_cidrs")
+    @classmethod
+    def _cidrs(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else cidrs(value)
 
     def __repr__(self) -> str:  # keep the password out of reprs that end up in logs
         return f"TrunkUpdate(fields={sorted(self.model_fields_set)!r})"
@@ -101,6 +134,7 @@ class TrunkPublic(BaseModel):
     refer_uri_style: str
     allowed_countries: list[str]
     accept_inbound_refer: bool
+    inbound_cidrs: list[str]
 
 
 class TrunkList(BaseModel):

@@ -10,11 +10,11 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from dialer.storage.base import SqlBase, require_owned, threaded
-from dialer.storage.records import NumberRecord, TrunkRecord, TrunkSpec
+from dialer.storage.records import NumberRecord, TrunkRecord
+from dialer.storage.routing import trunk_from_row
 from dialer.storage.tables import agents, campaign_dids, dnc_entries, phone_numbers, tenants, trunks
 
 _NUMBER_COLUMNS = [phone_numbers.c[f.name] for f in fields(NumberRecord)]
-_TRUNK_SPEC_NAMES = [f.name for f in fields(TrunkSpec)]
 
 
 @dataclass(frozen=True)
@@ -72,9 +72,7 @@ class DirectoryCatalog(SqlBase):
             row = conn.execute(query).mappings().first()
         if row is None:
             return None
-        values: dict[str, Any] = {n: row[n] for n in _TRUNK_SPEC_NAMES if n != "allowed_countries"}
-        spec = TrunkSpec(**values, allowed_countries=tuple(row["allowed_countries"]))
-        return TrunkRecord(id=row["id"], tenant_id=row["tenant_id"], spec=spec)
+        return trunk_from_row(row)
 
     @threaded
     def find_number(self, tenant_id: UUID, number: str) -> NumberRecord | None:

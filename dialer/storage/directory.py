@@ -157,7 +157,10 @@ class DirectoryAdmin(SqlBase):
     def create_trunk(self, tenant_id: UUID, spec: TrunkSpec) -> UUID:
         """A new SIP trunk; Conflict when the tenant already has one with that name."""
         trunk_id = uuid4()
-        values = asdict(spec) | {"allowed_countries": list(spec.allowed_countries)}
+        values = asdict(spec) | {
+            "allowed_countries": list(spec.allowed_countries),
+            "inbound_cidrs": list(spec.inbound_cidrs),
+        }
         try:
             with self._engine.begin() as conn:
                 conn.execute(sa.insert(trunks).values(id=trunk_id, tenant_id=tenant_id, **values))

@@ -29,8 +29,9 @@ class DirectoryEdits(SqlBase):
         if unknown := set(changes) - _TRUNK_FIELDS:
             raise ValueError(f"cannot change {sorted(unknown)}")
         values = dict(changes)
-        if "allowed_countries" in values:
-            values["allowed_countries"] = list(values["allowed_countries"])
+        for name in ("allowed_countries", "inbound_cidrs"):  # JSON lists
+            if name in values:
+                values[name] = list(values[name])
         try:
             with self._engine.begin() as conn:
                 require_owned(conn, trunks, trunk_id, tenant_id)

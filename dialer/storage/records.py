@@ -110,6 +110,7 @@ class TrunkSpec:
     refer_uri_style: str = "sip"  # sip | tel
     allowed_countries: tuple[str, ...] = ()
     accept_inbound_refer: bool = False
+    inbound_cidrs: tuple[str, ...] = ()  # sources of inbound INVITEs besides the host's addresses
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -23,9 +24,11 @@ class NumberRoute:
 
 
 def trunk_from_row(row: sa.RowMapping) -> TrunkRecord:
-    """A TrunkRecord from a trunks row (allowed_countries is stored as a JSON list)."""
-    names = [f.name for f in fields(TrunkSpec) if f.name != "allowed_countries"]
-    spec = TrunkSpec(**{n: row[n] for n in names}, allowed_countries=tuple(row["allowed_countries"]))
+    """A TrunkRecord from a trunks row (allowed_countries and inbound_cidrs are stored as JSON lists)."""
+    lists = ("allowed_countries", "inbound_cidrs")
+    values: dict[str, Any] = {f.name: row[f.name] for f in fields(TrunkSpec) if f.name not in lists}
+    values |= {name: tuple(row[name] or ()) for name in lists}
+    spec = TrunkSpec(**values)
     return TrunkRecord(id=row["id"], tenant_id=row["tenant_id"], spec=spec)
 
 
@@ -38,6 +41,16 @@ class RoutingLookups(SqlBase):
         with self._engine.connect() as conn:
             row = conn.execute(sa.select(trunks).where(trunks.c.id == trunk_id)).mappings().first()
         return trunk_from_row(row) if row is not None else None
+
+    @threaded
+    def inbound_numbers(self) -> set[str]:
+        """Every number an inbound call is answered on (active, linked to an agent), E.164, all tenants:
+        the SIP workers refuse calls to any other with 404 without asking (sip/screen.py)."""
+        query = sa.select(phone_numbers.c.number).where(
+            phone_numbers.c.active.is_(True), phone_numbers.c.agent_id.is_not(None)
+        )
+        with self._engine.connect() as conn:
+            return set(conn.execute(query).scalars())
 
     @threaded
     def inbound_route(self, number: str) -> NumberRoute | None:

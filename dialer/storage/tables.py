@@ -103,6 +103,8 @@ class TrunkRow(SQLModel, table=True):
     refer_uri_style: str = "sip"  # sip | tel
     allowed_countries: list[str] = Field(default_factory=list, sa_type=JSON)
     accept_inbound_refer: bool = False
+    # Networks (CIDR) inbound INVITEs of this trunk may come from, besides its host's addresses.
+    inbound_cidrs: list[str] = Field(default_factory=list, sa_type=JSON)
 
 
 class AgentRow(SQLModel, table=True):

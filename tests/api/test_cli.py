@@ -21,7 +21,7 @@ import pytest
 from config.settings import Settings
 from dialer.cli import DEMO_OWN_SETTINGS, main
 from dialer.demo import demo_settings
-from dialer.storage import SqlStore
+from dialer.storage import SqlStore, TrunkSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -127,6 +127,22 @@ async def test_a_tenants_recording_retention_is_set_and_listed(store_url: str, s
     assert "no such tenant" in await dialer(
         store_url, "tenants", "retention", "--tenant", str(UUID(int=7)), "5", code=1
     )
+
+
+async def test_inbound_sources_lists_trunk_addresses_and_cidrs(store_url: str, store: SqlStore) -> None:
+    tenant = await store.create_tenant("Acme")
+    trunk = await store.create_trunk(
+        tenant, TrunkSpec(name="carrier", host="127.0.0.1", inbound_cidrs=("203.0.113.0/28",))
+    )
+    await store.create_trunk(
+        tenant, TrunkSpec(name="proxied", host="localhost", outbound_proxy="sip:127.0.0.3:5060")
+    )
+    listed = (await dialer(store_url, "inbound-sources")).split()
+    assert {"127.0.0.1/32", "127.0.0.3/32", "203.0.113.0/28"} <= set(listed), listed
+    assert "127.0.0.2/32" not in listed
+    kamailio = (await dialer(store_url, "inbound-sources", "--kamailio")).splitlines()
+    assert kamailio[0].startswith("#")
+    assert f"1 127.0.0.1 32 0 {trunk}" in kamailio and f"1 203.0.113.0 28 0 {trunk}" in kamailio
 
 
 def shown(capsys: pytest.CaptureFixture[str], *argv: str) -> str:

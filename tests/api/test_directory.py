@@ -214,3 +214,49 @@ async def test_dnc_delete_and_opt_out(acme: Tenant, other: Tenant, store: SqlSto
     assert_error(await acme.client.delete("/dnc/nope"), 400, "VALIDATION_ERROR")
     assert await store.opt_out(acme.id, "+14155552672") == 0
     assert await store.has_dnc(acme.id, "+14155552672") and not await store.has_dnc(other.id, "+14155552672")
+
+
+async def test_trunk_inbound_cidrs(acme: Tenant, store: SqlStore) -> None:
+    """The networks a trunk's inbound INVITEs may come from: stored canonical, a bad one named."""
+    created = await acme.client.post(
+        "/trunks",
+        json={
+            "name": "edge",
+            "host": "localhost",
+            "inbound_cidrs": ["203.0.113.0/24", "2001:db8::1", " 10.1.2.3 "],
+        },
+    )
+    assert created.status_code == 201, created.text
+    trunk = created.json()
+    assert trunk["inbound_cidrs"] == ["203.0.113.0/24", "2001:db8::1/128", "10.1.2.3/32"]
+    stored = await store.tenant_trunk(acme.id, UUID(trunk["id"]))
+    assert stored is not None and stored.spec.inbound_cidrs == (
+        "203.0.113.0/24",
+        "2001:db8::1/128",
+        "10.1.2.3/32",
+    )
+    main = (await acme.client.get(f"/trunks/{acme.trunk}")).json()
+    assert main["inbound_cidrs"] == []  # none unless given: the host's addresses only
+
+    patched = await acme.client.patch(f"/trunks/{trunk['id']}", json={"inbound_cidrs": ["198.51.100.0/25"]})
+    assert patched.status_code == 200 and patched.json()["inbound_cidrs"] == ["198.51.100.0/25"]
+    for bad in (["203.0.113.0/33"], ["203.0.113.1/24"], ["example.net"], ["10.0.0.0/8", "nope"]):
+        error = assert_error(
+            await acme.client.post("/trunks", json={"name": "t", "host": "localhost", "inbound_cidrs": bad}),
+            400,
+            "VALIDATION_ERROR",
+        )
+        details = error["details"]
+        assert isinstance(details, list) and "inbound_cidrs" in str(details[0]), details
+        assert bad[-1] in str(details[0]), details  # the entry at fault is named
+        error = assert_error(
+            await acme.client.patch(f"/trunks/{trunk['id']}", json={"inbound_cidrs": bad}),
+            400,
+            "VALIDATION_ERROR",
+        )
+    error = assert_error(
+        await acme.client.patch(f"/trunks/{trunk['id']}", json={"inbound_cidrs": None}),
+        400,
+        "VALIDATION_ERROR",
+    )
+    assert (await acme.client.get(f"/trunks/{trunk['id']}")).json()["inbound_cidrs"] == ["198.51.100.0/25"]

@@ -66,6 +66,7 @@ class Sipp:
         transport: str | None = None,
         fill: dict[str, str] | None = None,
         extra: tuple[str, ...] = (),
+        local_ip: str = "127.0.0.1",  # e.g. 127.0.0.2: a source that is no trunk's
     ) -> Sipp:
         assert SIPP is not None
         self.port = free_port()
@@ -76,7 +77,7 @@ class Sipp:
                 text = text.replace(f"@{name}@", value)
             path = self.tmp / f"{scenario}-{self.port}.xml"
             path.write_text(text)
-        args = [SIPP, "-sf", str(path), "-i", "127.0.0.1", "-p", str(self.port)]
+        args = [SIPP, "-sf", str(path), "-i", local_ip, "-p", str(self.port)]
         args += ["-mp", str(free_port(4)), "-m", str(calls), "-nostdin", "-timeout", "60s", "-timeout_error"]
         args += ["-trace_msg", "-message_file", str(self.tmp / f"{scenario}-{self.port}.log")]
         args += ["-trace_err", "-error_file", str(self.tmp / f"{scenario}-{self.port}-errors.log")]

@@ -156,6 +156,7 @@ async def test_an_inbound_call_whose_worker_is_unreachable_is_abandoned(stack: S
     agent = await stack.store.create_agent(stack.tenant, "Bot", unreachable)
     trunk = await stack.store.create_trunk(stack.tenant, TrunkSpec(name="in", host="127.0.0.1"))
     await stack.store.import_number(stack.tenant, "+442079460150", trunk, country="GB", agent_id=agent)
+    await stack.runtime.refresh_inbound()  # else the workers learn of the number within 2 s
     caller = sipp("uac_answer", service="442079460150", target=f"127.0.0.1:{stack.sip_port}")
     inbound = {"campaign": "none", "direction": "inbound"}
     await until(lambda: stack.counted("dialer_calls_abandoned_total", inbound) == 1, 10)

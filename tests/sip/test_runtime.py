@@ -180,6 +180,7 @@ async def test_inbound_call_on_an_imported_number_is_recorded(stack: Stack, sipp
     number = await stack.store.import_number(
         stack.tenant, "+442079460150", trunk, country="GB", agent_id=stack.agent
     )
+    await stack.runtime.refresh_inbound()  # else the workers learn of the number within 2 s
     caller = sipp("uac_answer", service="442079460150", target=f"127.0.0.1:{stack.sip_port}")
     assert await caller.finished() == 0
     call = await until(lambda: next((c for c in stack.calls() if c.ended_at is not None), None), 10)
@@ -399,6 +400,7 @@ async def test_campaign_call_shows_as_live_while_it_is_up(stack: Stack, sipp) ->
 async def test_inbound_call_shows_as_live_while_it_is_up(stack: Stack, sipp) -> None:
     trunk = await stack.trunk(5060)
     await stack.store.import_number(stack.tenant, "+442079460150", trunk, country="GB", agent_id=stack.agent)
+    await stack.runtime.refresh_inbound()
     caller = sipp("uac_hold", service="442079460150", target=f"127.0.0.1:{stack.sip_port}")
     live = await live_call(stack)
     assert (live.status, live.direction, live.ended_at) == ("in-progress", "inbound", None)
