@@ -19,6 +19,7 @@ from api.routes import (
     prospects,
     tools,
     trunks,
+    twilio,
 )
 from api.routes import metrics as metrics_route
 from api.routes import webhooks as webhooks_route
@@ -74,7 +75,9 @@ def create_app(
         webhook_targets=_webhook_targets(webhooks, webhook_allow_private),
     )
     errors.install(app)
-    routers = (health, campaigns, prospects, numbers, calls, tools, trunks, agents, dnc, keys, webhooks_route)
+    routers = (
+        health, campaigns, prospects, numbers, calls, tools, trunks, agents, dnc, keys, webhooks_route, twilio
+    )  # fmt: skip
     included = routers if public else (health,)
     for module in included:
         app.include_router(module.router)
