@@ -15,6 +15,7 @@ import math
 import struct
 from array import array
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
@@ -41,6 +42,7 @@ class BotReport:
     call_data: dict[str, Any] = field(default_factory=dict)
     frames_in: int = 0
     tone_frames: int = 0  # frames that carried the bot's own tone back
+    hung_up_at: datetime | None = None  # when the bot decided to end the call
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -79,6 +81,7 @@ class EchoListener(FrameProcessor):
                 self.report.tone_frames += 1
             if self.report.tone_frames >= HEARD_ENOUGH and not self.hanging_up:
                 self.hanging_up = True
+                self.report.hung_up_at = datetime.now(UTC)
                 # The bot is done: the worker sends an EndFrame down the pipeline, the serializer hangs up.
                 await self.push_frame(EndWorkerFrame(), FrameDirection.UPSTREAM)
             return

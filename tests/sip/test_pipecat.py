@@ -94,7 +94,7 @@ async def test_a_pipecat_twilio_bot_talks_and_hangs_up_through_the_twilio_compat
     report = BotReport()
     await runtime.start()
     try:
-        async for api in serve(create_app(store, runtime=runtime)):
+        async for api in serve(create_app(store, runtime=runtime, metrics=runtime.metrics)):
             bot = bot_app(report, api_base=api, account_sid=str(tenant), auth_token=key)
             async for bot_host in serve_websockets(bot):
                 agent = await store.create_agent(tenant, "Pipecat bot", f"ws://{bot_host}/ws")
@@ -119,4 +119,15 @@ async def test_a_pipecat_twilio_bot_talks_and_hangs_up_through_the_twilio_compat
     assert report.tone_frames >= HEARD_ENOUGH, "the bot heard its tone come back from the callee"
     assert ended.outcome == "answered" and ended.sip_code == 200, ended
     assert ended.worker_connected_at is not None and ended.answered_at is not None
+    # Ended by the serializer's REST call, not by the bot's socket closing first.
+    assert ended.reason is None or "voice worker" not in ended.reason, ended.reason
+    labels = {
+        "method": "POST",
+        "route": "/2010-04-01/Accounts/{account_sid}/Calls/{call_sid}.json",
+        "status": "200",
+    }
+    assert runtime.metrics.registry.get_sample_value("dialer_http_requests_total", labels) == 1
+    assert report.hung_up_at is not None and ended.ended_at is not None
+    took = (ended.ended_at - report.hung_up_at).total_seconds() * 1000
+    print(f"bot ended its pipeline -> call ended: {took:.0f} ms")
     print(f"bot heard {report.frames_in} frames, {report.tone_frames} of its tone; reason: {ended.reason}")
