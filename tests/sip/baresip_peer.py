@@ -12,7 +12,7 @@ import wave
 from pathlib import Path
 
 from sip.audio import tone
-from tests.sip.peers import free_port
+from tests.sip.peers import free_port, until
 from tests.system_tools import require
 
 TONE_HZ = 700  # baresip's microphone: a tone the dialer's own greeting (reference worker) never plays
@@ -72,6 +72,15 @@ class Baresip:
             args += ["-e", f"/dial {dial}"]
         with (self.folder / "baresip.log").open("wb") as log:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    async def ready(self, within: float = 10.0) -> Baresip:
+        """Once baresip has bound its port and loaded its account (its log says "baresip is ready"):
+        a call sent before that would meet a closed port. Fails with its log if it exited."""
+        proc = self.proc
+        assert proc is not None
+        await until(lambda: proc.poll() is not None or "baresip is ready" in self.log, within)
+        assert proc.poll() is None, f"baresip exited ({proc.returncode}):\n{self.log}"
         return self
 
     def kill(self) -> None:

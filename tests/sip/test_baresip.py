@@ -87,6 +87,7 @@ async def test_baresip_answers_an_outbound_call_its_audio_reaches_the_worker_and
     worker = ReferenceWorker(greeting_seconds=0.2)
     phone = Baresip(tmp_path, CALLEE).start()
     try:
+        await phone.ready()
         tenant = await store.create_tenant("Acme Clinic", default_region="GB")
         agent = await store.create_agent(tenant, "Receptionist", await worker.start())
         trunk = await store.create_trunk(
@@ -96,15 +97,18 @@ async def test_baresip_answers_an_outbound_call_its_audio_reaches_the_worker_and
         call = await store.create_call(tenant, DID, CALLEE, from_did_id=did, trunk_id=trunk, agent_id=agent)
         await dialer.single_calls.place(call)
 
-        session = await until(lambda: next((s for s in worker.sessions if s.start), None), 10)
+        session = await until(lambda: next((s for s in worker.sessions if s.start), None), 20)
         await until(lambda: tone_seconds(bytes(session.heard), TONE_HZ) >= 1.0, 10)
         await dialer.hangup_call(tenant, call)
         ended = await until(partial(ended_row, store, call), 10)
-        await until(lambda: session.stopped, 5)
+        # The worker's stream is over: ``stop`` then the close (under heavy CPU load the gateway may
+        # give up sending ``stop`` after its 1 s bound, sip/stream.py CLOSE_SECONDS, and just close).
+        await until(lambda: session.stopped or session.closed, 5)
         await until(lambda: "terminated" in phone.log, 5)  # baresip took our BYE
     finally:
         await worker.stop()
         phone.kill()
+        print(f"baresip's log:\n{phone.log[-3000:]}")  # shown when the test fails
 
     assert ended.outcome == "answered" and ended.sip_code == 200, ended
     assert ended.answered_at is not None and ended.worker_connected_at is not None
@@ -127,8 +131,8 @@ async def test_baresip_calls_an_imported_number_and_reaches_its_voice_worker(
     did = await store.import_number(tenant, number, trunk, country="GB", agent_id=agent)
     phone = Baresip(tmp_path, "+442079460301")
     try:
-        phone.start(dial=f"sip:{number.lstrip('+')}@127.0.0.1:{dialer.settings.sip_port}")
-        session = await until(lambda: next((s for s in worker.sessions if s.start), None), 10)
+        await phone.start(dial=f"sip:{number.lstrip('+')}@127.0.0.1:{dialer.settings.sip_port}").ready()
+        session = await until(lambda: next((s for s in worker.sessions if s.start), None), 20)
         await until(lambda: tone_seconds(bytes(session.heard), TONE_HZ) >= 1.0, 10)
         calls, _total = await store.list_calls(tenant, direction="inbound")
         assert len(calls) == 1
@@ -139,6 +143,7 @@ async def test_baresip_calls_an_imported_number_and_reaches_its_voice_worker(
     finally:
         await worker.stop()
         phone.kill()
+        print(f"baresip's log:\n{phone.log[-3000:]}")  # shown when the test fails
 
     assert (ended.direction, ended.from_did_id, ended.agent_id) == ("inbound", did, agent)
     assert ended.outcome == "answered" and ended.sip_code == 200, ended
