@@ -30,7 +30,7 @@ system-deps:
 # Pin what a fresh venv resolves from pyproject.toml's bounds; run `make check` on the result before committing
 constraints:
 	rm -rf .constraints-venv && $(PY) -m venv .constraints-venv
-	.constraints-venv/bin/pip install -q -e '.[dev]'
+	.constraints-venv/bin/pip install -q -e '.[dev,pipecat]'
 	{ sed -n '1,2p' constraints.txt; .constraints-venv/bin/pip freeze --exclude-editable | grep -v '^#'; } > constraints.new
 	mv constraints.new constraints.txt && rm -rf .constraints-venv
 

@@ -19,6 +19,7 @@ from api.routes import (
     prospects,
     tools,
     trunks,
+    twilio,
 )
 from api.routes import metrics as metrics_route
 from api.routes import (
@@ -97,6 +98,7 @@ def create_app(
         dnc,
         keys,
         webhooks_route,
+        twilio,
     )
     included = routers if public else (health,)
     for module in included:

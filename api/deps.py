@@ -80,11 +80,12 @@ async def authenticate(
         raise Unauthorized("INVALID_API_KEY", "API key is invalid or revoked")
     tenant_id, scope = found
     principal = Principal(tenant_id, scope, hash_api_key(key))
-    await _spend(request, principal)
+    await spend(request, principal)
     return principal
 
 
-async def _spend(request: Request, principal: Principal) -> None:
+async def spend(request: Request, principal: Principal) -> None:
+    """Take one request from the key's allowance on this route; RateLimited once it is spent."""
     svc = services(request)
     route = request.scope.get("route")
     path = getattr(route, "path", request.url.path)

@@ -20,6 +20,7 @@ from typing import Any
 from uuid import UUID
 
 from config.settings import Settings
+from dialer import transfers
 from dialer.allocation import campaign_resource, did_resource, trunk_resource
 from dialer.dispatch import Dispatcher
 from dialer.domain import AttemptResult
@@ -57,7 +58,7 @@ from sip.trunks import Transport, TrunkConfig
 
 log = logging.getLogger(__name__)
 
-PENDING = "pending"  # a call's transfer_result while its transfer is under way
+PENDING = transfers.PENDING  # a call's transfer_result while its transfer is under way
 TRANSFER_UNDER_WAY = "a transfer of this call is already under way"
 
 
@@ -360,12 +361,17 @@ class Runtime:
         from api.runtime import CallRejected
 
         # Recorded before the gateway starts: its outcome may come back before this method returns.
-        await self.store.record_transfer(call_id, target, mode, PENDING)
+        asked = datetime.now(UTC)
+        self.webhooks.transfer_started(call_id, target, mode, asked)
+        await self.store.record_transfer(call_id, target, mode, PENDING, started_at=asked)
         try:
             await self.gateway.transfer(call_id, target, mode)
         except GatewayError as exc:
-            now = datetime.now(UTC)
-            await self.store.record_transfer(call_id, target, mode, f"failed ({exc})", ended_at=now)
+            now, result = datetime.now(UTC), f"failed ({exc})"
+            self.webhooks.transfer_ended(
+                call_id, method=mode, result=result, sip_code=None, started_at=asked, ended_at=now
+            )
+            await self.store.record_transfer(call_id, target, mode, result, started_at=asked, ended_at=now)
             raise CallRejected(str(exc)) from None
 
     def _sip_cost(self) -> dict[str, object]:
@@ -450,6 +456,7 @@ class Runtime:
             self._spawn(self._transfer_for_worker(event))
         elif isinstance(event, TransferCompleted):
             self._record_settled(event, event.result)
+            self._log_settled(event, event.result)
             self.webhooks.transfer_settled(event.call_id, event.method, event.started_at, event.at)
             took = (event.at - event.started_at).total_seconds()
             self.metrics.transfer_settled(event.method, event.result, took)
@@ -460,6 +467,7 @@ class Runtime:
                 event.method, "failed", (event.at - event.started_at).total_seconds()
             )
             self._record_settled(event, result)
+            self._log_settled(event, result)
             log.info("call %s: %s transfer failed: %s", event.call_id, event.method, event.reason)
 
     async def _worker_joined(self, event: WorkerConnected | WorkerMissing) -> None:
@@ -477,7 +485,21 @@ class Runtime:
     def _record_settled(self, event: TransferCompleted | TransferFailed, result: str) -> None:
         """Write how a transfer settled on the call's row, with when it started and ended."""
         at = {"started_at": event.started_at, "ended_at": event.at}
-        self._spawn(self.store.record_transfer(event.call_id, None, event.method, result, **at))
+        record = self.store.record_transfer(
+            event.call_id, None, event.method, result, sip_code=event.sip_code, **at
+        )
+        self._spawn(record)
+
+    def _log_settled(self, event: TransferCompleted | TransferFailed, result: str) -> None:
+        """The settled transfer in the ``transfers`` the call's end webhooks carry."""
+        self.webhooks.transfer_ended(
+            event.call_id,
+            method=event.method,
+            result=result,
+            sip_code=event.sip_code,
+            started_at=event.started_at,
+            ended_at=event.at,
+        )
 
     async def _transfer_for_worker(self, event: TransferRequested) -> None:
         """A voice worker asked for a transfer. If it cannot start, the worker is told (it would wait
@@ -493,6 +515,14 @@ class Runtime:
             self._refused_for_worker(event, exc.reason)
             if exc.reason != TRANSFER_UNDER_WAY:
                 result, now = f"failed ({exc.reason})", datetime.now(UTC)
+                self.webhooks.transfer_ended(
+                    event.call_id,
+                    method=event.mode,
+                    result=result,
+                    sip_code=None,
+                    started_at=event.at,
+                    ended_at=now,
+                )
                 await self.store.record_transfer(
                     event.call_id, None, event.mode, result, started_at=event.at, ended_at=now
                 )

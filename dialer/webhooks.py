@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from dialer import transfers
 from dialer.dispatch import end_outcome
 from dialer.metrics import Metrics
 from dialer.outcome import Outcome
@@ -71,6 +72,7 @@ class WebhookEmitter:
         self.sender = sender
         self._launchers: list[WebhookLauncher] = []
         self._inbound_transfers: dict[UUID, dict[str, Any]] = {}  # settled, sent when the call ends
+        self._transfer_logs: dict[UUID, list[dict[str, Any]]] = {}  # every transfer of a live call
 
     async def start(self) -> None:
         await self.sender.start()
@@ -115,6 +117,42 @@ class WebhookEmitter:
             if len(self._inbound_transfers) > MAX_HELD_TRANSFERS:  # calls that never reported an end
                 del self._inbound_transfers[next(iter(self._inbound_transfers))]
 
+    def transfer_started(self, call_id: UUID, to: str, method: str, at: datetime) -> None:
+        """A transfer of a live call began: a pending entry of the call's ``transfers``."""
+        self._keep_log(call_id, transfers.started(self._transfer_logs.get(call_id), to, method, at))
+
+    def transfer_ended(
+        self,
+        call_id: UUID,
+        *,
+        method: str,
+        result: str,
+        sip_code: int | None,
+        started_at: datetime | None,
+        ended_at: datetime,
+    ) -> None:
+        """A transfer settled (reached the human or failed): its entry of the call's ``transfers``,
+        which ``call.completed`` and ``call.transferred`` carry when the call ends."""
+        log = transfers.settled(
+            self._transfer_logs.get(call_id),
+            to=None,
+            method=method,
+            result=result,
+            sip_code=sip_code,
+            started_at=started_at,
+            ended_at=ended_at,
+        )
+        self._keep_log(call_id, log)
+
+    def take_transfers(self, call_id: UUID) -> list[dict[str, Any]]:
+        """The call's every transfer, in order, forgotten here: the call has ended."""
+        return self._transfer_logs.pop(call_id, [])
+
+    def _keep_log(self, call_id: UUID, log: list[dict[str, Any]]) -> None:
+        self._transfer_logs[call_id] = log
+        if len(self._transfer_logs) > MAX_HELD_TRANSFERS:  # calls that never reported an end
+            del self._transfer_logs[next(iter(self._transfer_logs))]
+
     def campaign_changed(self, tenant_id: UUID, campaign_id: UUID, verb: str, status: str) -> None:
         """The API started, paused or resumed a campaign (``verb`` start, pause or resume)."""
         data = {"campaign_id": str(campaign_id), "status": status}
@@ -153,6 +191,7 @@ class WebhookEmitter:
         transfer = self._inbound_transfers.pop(call_id, None)
         if transfer is not None:
             data["transfer"] = transfer
+        data["transfers"] = self.take_transfers(call_id)
         if outcome is Outcome.TRANSFERRED:
             self.emit(CALL_TRANSFERRED, data, tenant_id=tenant_id)
         self.emit(CALL_COMPLETED, data, tenant_id=tenant_id)
@@ -245,6 +284,7 @@ class WebhookLauncher(ObservingLauncher[_Call]):
             ended = _end_data(
                 outcome, event.sip_code, event.reason, event.invited_at, event.answered_at, event.at
             )
+            ended["transfers"] = self.emitter.take_transfers(event.attempt_id)
             if event.transferred:
                 emit(CALL_TRANSFERRED, call.data | ended, tenant_id=call.tenant_id)
             emit(CALL_COMPLETED, call.data | ended, tenant_id=call.tenant_id)

@@ -47,3 +47,14 @@ def skip_module_unless(name: str, package: str) -> None:
     """At a module's top: skip the whole module when the tool is missing, except under CI."""
     if find(name) is None and not required():
         pytest.skip(missing_message(name, package), allow_module_level=True)
+
+
+def import_or_skip(module: str, install: str) -> None:
+    """At a module's top: skip the whole module when the Python package is missing, except under CI,
+    where the import error fails the run."""
+    try:
+        __import__(module)
+    except ImportError:
+        if required():
+            raise
+        pytest.skip(f"{module} is not installed ({install})", allow_module_level=True)

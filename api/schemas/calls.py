@@ -67,9 +67,16 @@ class CallAgent(Party):
 
 
 class Transfer(BaseModel):
+    """One human transfer of the call: where to, how (``auto``/``refer``/``bridge`` as asked, then
+    ``refer``, ``bridge`` or ``inbound_refer`` once settled), and how it went (``pending``,
+    ``completed``, ``bridged`` or ``failed (why)``)."""
+
     to: str | None
     method: str | None
     result: str | None
+    sip_code: int | None = Field(
+        None, description="the last SIP code it saw: REFER's final NOTIFY or the human leg's answer"
+    )
     started_at: datetime | None = Field(None, description="when the transfer was asked for")
     ended_at: datetime | None = Field(
         None, description="when it settled: REFER accepted by the final NOTIFY, human bridged, or failed"
@@ -152,7 +159,10 @@ class CallDetail(BaseModel):
     sip_code: int | None
     reason: str | None
     pdd_ms: float | None
-    transfer: Transfer | None
+    transfer: Transfer | None = Field(None, description="the last transfer (the last entry of `transfers`)")
+    transfers: list[Transfer] = Field(
+        default_factory=list, description="every transfer of the call, in order"
+    )
     worker_connected_at: datetime | None = Field(
         None,
         description="when the voice worker took the answered call; none, or over 2 s after answer: abandoned",

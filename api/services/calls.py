@@ -204,12 +204,14 @@ def detail(view: CallView, base: str) -> CallDetail:
             phone=a.to_number,
             prospect_data=[KeyValue(key=k, value=v) for k, v in view.prospect_custom.items()],
         )
+    every = [Transfer.model_validate(entry) for entry in a.transfers]
     transfer = None
     if a.transfer_to or a.transfer_method or a.transfer_result:
         transfer = Transfer(
             to=a.transfer_to,
             method=a.transfer_method,
             result=a.transfer_result,
+            sip_code=every[-1].sip_code if every else None,
             started_at=a.transfer_started_at,
             ended_at=a.transfer_ended_at,
         )
@@ -241,6 +243,7 @@ def detail(view: CallView, base: str) -> CallDetail:
         reason=a.reason,
         pdd_ms=a.pdd_ms,
         transfer=transfer,
+        transfers=every,
         worker_connected_at=a.worker_connected_at,
         recording_url=_recording_url(view, base),
         recording=_recording(view, base),

@@ -100,18 +100,32 @@ class DirectoryAdmin(SqlBase):
     @threaded
     def resolve_api_key(self, plaintext: str) -> tuple[UUID, str] | None:
         """``(tenant_id, scope)`` of a live key, or None for an unknown or revoked one."""
+        found = self._live_key(plaintext)
+        return (found[1], found[2]) if found is not None else None
+
+    @threaded
+    def resolve_api_key_id(self, plaintext: str) -> tuple[UUID, UUID, str] | None:
+        """``(key_id, tenant_id, scope)`` of a live key (the Twilio-compatible routes accept the key's
+        id as the Basic-auth user), or None for an unknown or revoked one."""
+        return self._live_key(plaintext)
+
+    def _live_key(self, plaintext: str) -> tuple[UUID, UUID, str] | None:
         digest = hash_api_key(plaintext)
         with self._engine.connect() as conn:
             row = conn.execute(
                 sa.select(
-                    api_keys.c.key_hash, api_keys.c.tenant_id, api_keys.c.scope, api_keys.c.revoked_at
+                    api_keys.c.id,
+                    api_keys.c.key_hash,
+                    api_keys.c.tenant_id,
+                    api_keys.c.scope,
+                    api_keys.c.revoked_at,
                 ).where(api_keys.c.key_hash == digest)
             ).first()
         # The lookup is by hash, so its timing says nothing about the key; compare_digest keeps the
         # final check constant-time anyway, should the lookup ever become a prefix match.
         if row is None or not hmac.compare_digest(row.key_hash, digest) or row.revoked_at is not None:
             return None
-        return row.tenant_id, row.scope
+        return row.id, row.tenant_id, row.scope
 
     @threaded
     def revoke_api_key(self, key: UUID | str) -> bool:

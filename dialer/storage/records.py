@@ -5,6 +5,7 @@ from __future__ import annotations
 import zoneinfo
 from dataclasses import dataclass, fields
 from datetime import datetime, time
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy.engine import RowMapping
@@ -209,6 +210,7 @@ class AttemptRecord:
     transfer_result: str | None
     transfer_started_at: datetime | None  # the transfer was asked for (or the far end's REFER came)
     transfer_ended_at: datetime | None  # it settled: REFER final NOTIFY, human bridged, or failed
+    transfers: list[dict[str, Any]]  # every transfer, in order (dialer/transfers.py); the above: the last
     worker_connected_at: datetime | None  # the voice worker got ``start`` (abandonment)
     callee_name: str | None  # the prospect's name, or ``sip_data.name`` of an API call
     record: bool = False  # asked to be recorded
@@ -279,4 +281,5 @@ def attempt_from_row(row: RowMapping) -> AttemptRecord:
     """An AttemptRecord from an attempts row."""
     values = {f.name: row[f.name] for f in fields(AttemptRecord)}
     values["outcome"] = Outcome(row["outcome"]) if row["outcome"] else None
+    values["transfers"] = list(row["transfers"] or [])
     return AttemptRecord(**values)

@@ -277,6 +277,8 @@ class AttemptRow(SQLModel, table=True):
     transfer_result: str | None = None
     transfer_started_at: datetime | None = _opt_ts()
     transfer_ended_at: datetime | None = _opt_ts()
+    # Every transfer of the call, in order (dialer/transfers.py); the transfer_* columns are the last.
+    transfers: list[dict[str, Any]] | None = Field(default=None, sa_type=JSON)
     callee_name: str | None = None  # the prospect's name, or sip_data.name of an API call
     worker_connected_at: datetime | None = _opt_ts()  # the voice worker took the call (abandonment)
     record: bool = False  # the call was asked to be recorded (its campaign's or the API call's ``record``)

@@ -11,6 +11,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
+from dialer import transfers
 from dialer.domain import Prospect, ProspectState
 from dialer.outcome import Outcome
 from dialer.storage.base import SqlBase, threaded, utcnow
@@ -282,6 +283,7 @@ class CampaignViews(SqlBase):
         *,
         started_at: datetime | None = None,
         ended_at: datetime | None = None,
+        sip_code: int | None = None,
     ) -> bool:
         """Set a call's transfer target (None: keep the stored one), method, result and times; False if
         unknown.
@@ -290,19 +292,37 @@ class CampaignViews(SqlBase):
         yet) and again when it settles, whether or not the call has ended meanwhile (a completed REFER
         ends the call at about the same time): ``ended_at``, and ``started_at`` only where none is
         stored (a REFER from the far end has no ``pending`` row; a requested one keeps its request time).
+        The ``transfer_*`` columns hold the last transfer; ``transfers`` every one, in order
+        (dialer/transfers.py), read and written in one transaction with the row locked.
         """
         values: dict[str, Any] = {"transfer_method": method, "transfer_result": result}
         if to is not None:
             values["transfer_to"] = to
-        if result == "pending":
-            values["transfer_started_at"] = started_at or utcnow()
-            values["transfer_ended_at"] = None
-        else:
-            if started_at is not None:
-                column = attempts.c.transfer_started_at
-                values["transfer_started_at"] = sa.func.coalesce(column, sa.literal(started_at, column.type))
-            if ended_at is not None:
-                values["transfer_ended_at"] = ended_at
         with self._engine.begin() as conn:
-            result_ = conn.execute(sa.update(attempts).where(attempts.c.id == call_id).values(values))
-            return result_.rowcount == 1
+            row = conn.execute(
+                sa.select(attempts.c.transfers, attempts.c.transfer_started_at)
+                .where(attempts.c.id == call_id)
+                .with_for_update()
+            ).first()
+            if row is None:
+                return False
+            if result == transfers.PENDING:
+                at = started_at or utcnow()
+                values.update(transfer_started_at=at, transfer_ended_at=None)
+                values["transfers"] = transfers.started(row.transfers, to, method, at)
+            else:
+                if started_at is not None and row.transfer_started_at is None:
+                    values["transfer_started_at"] = started_at
+                if ended_at is not None:
+                    values["transfer_ended_at"] = ended_at
+                values["transfers"] = transfers.settled(
+                    row.transfers,
+                    to=to,
+                    method=method,
+                    result=result,
+                    sip_code=sip_code,
+                    started_at=started_at,
+                    ended_at=ended_at,
+                )
+            conn.execute(sa.update(attempts).where(attempts.c.id == call_id).values(values))
+            return True

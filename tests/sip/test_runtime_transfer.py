@@ -30,7 +30,7 @@ from sip.reference_worker import ReferenceWorker, WorkerSession
 from tests.api.conftest import serve
 from tests.api.webhook_receiver import Receiver, run_receiver
 from tests.sip.peers import Sipp, free_port, until
-from tests.sip.transfer_peers import HUMAN, fill, notify, takes_refer, waits_for_bye
+from tests.sip.transfer_peers import HUMAN, answers_refer, fill, notify, takes_refer, waits_for_bye
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -67,6 +67,12 @@ class Stack:
         return call, session
 
 
+def as_stored(entry: dict[str, Any]) -> dict[str, Any]:
+    """A transfer as the API shows it, its times written as the call's row keeps them."""
+    times = {k: datetime.fromisoformat(entry[k]).isoformat() for k in ("started_at", "ended_at") if entry[k]}
+    return entry | times
+
+
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     store = SqlStore(f"sqlite:///{tmp_path / 'dialer.db'}")
@@ -85,7 +91,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     await runtime.start()
     try:
         async for hooks in run_receiver(Receiver()):
-            _hook_id, hooks.secret = await store.create_webhook(tenant, hooks.url, ["call.transferred"])
+            events = ["call.transferred", "call.completed"]
+            _hook_id, hooks.secret = await store.create_webhook(tenant, hooks.url, events)
             async for base in serve(create_app(store, runtime=runtime)):
                 async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}) as api:
                     yield Stack(store, runtime, tenant, agent, worker, api, hooks)
@@ -131,7 +138,7 @@ async def test_a_worker_transfer_refused_before_it_starts_is_told_and_recorded(
     ended = await until(lambda: (r := stack.call(call)).ended_at and r, 10)
     assert ended.outcome == "answered", "not transferred"
     assert await peer.finished() == 0, "no REFER and no second INVITE reached the trunk"
-    assert not stack.hooks.received
+    assert not stack.hooks.of_type("call.transferred")
 
 
 async def test_a_completed_transfer_has_its_times_on_the_record_the_api_and_the_webhook(
@@ -165,3 +172,49 @@ async def test_a_completed_transfer_has_its_times_on_the_record_the_api_and_the_
     assert await peer.finished() == 0
     took = row.transfer_ended_at - row.transfer_started_at
     print(f"worker asked → REFER's final NOTIFY: {took.total_seconds() * 1000:.0f} ms")
+
+
+async def test_every_transfer_of_a_call_is_on_the_record_the_api_and_the_webhooks(
+    stack: Stack, sipp: Any
+) -> None:
+    """Two transfers of one call: the callee declines the first REFER (603), the worker hears
+    ``transfer_failed`` and asks again for another human, whose REFER completes."""
+    second_human = "+14155550143"
+    declined = answers_refer(r"sip:[+]14155550142@", "603 Decline")
+    notifies = notify(1, "SIP/2.0 100 Trying") + notify(2, "SIP/2.0 200 OK", final=True)
+    accepted = takes_refer(r"sip:[+]14155550143@", "202 Accepted", notifies)
+    peer = sipp("refer_trunk", fill=fill(declined + accepted))
+    call, session = await stack.answered_call(peer)
+
+    await session.send_transfer(HUMAN, "refer")
+    failed = await until(
+        lambda: next((e for e in session.events if e["event"] == "transfer_failed"), None), 5
+    )
+    assert failed["transfer_failed"]["code"] == 603, failed
+    await until(lambda: (r := stack.call(call)).transfer_ended_at and r, 5)
+    await session.send_transfer(second_human, "refer")
+
+    row = await until(lambda: (r := stack.call(call)).ended_at and r.transfer_result == "completed" and r, 10)
+    assert row.outcome == "transferred"
+    first, second = row.transfers
+    assert (first["to"], first["method"], first["sip_code"]) == (HUMAN, "refer", 603)
+    assert first["result"].startswith("failed (")
+    assert (second["to"], second["method"], second["result"], second["sip_code"]) == (
+        second_human,
+        "refer",
+        "completed",
+        200,
+    )
+    assert first["started_at"] <= first["ended_at"] <= second["started_at"] <= second["ended_at"]
+    # The single-transfer fields are the last one.
+    assert (row.transfer_to, row.transfer_result) == (second_human, "completed")
+    assert row.transfer_ended_at is not None and row.transfer_ended_at.isoformat() == second["ended_at"]
+
+    detail = (await stack.api.get(f"/calls/{call}")).json()
+    assert [as_stored(t) for t in detail["transfers"]] == row.transfers
+    assert detail["transfer"]["to"] == second_human and detail["transfer"]["sip_code"] == 200
+
+    for kind in ("call.transferred", "call.completed"):
+        hook = await until(lambda kind=kind: next(iter(stack.hooks.of_type(kind)), None), 10)
+        assert hook.signature_ok and hook.event["data"]["transfers"] == row.transfers, kind
+    assert await peer.finished() == 0

@@ -80,16 +80,21 @@ def notify(cseq: int, sipfrag: str, final: bool = False) -> str:
     return message + '  <recv response="200"/>\n'
 
 
-def takes_refer(refer_to: str, status: str, notifies: str = "") -> str:
-    """The callee answers our REFER (Refer-To must match the regexp ``refer_to``) with ``status``, sends
-    ``notifies``, then waits for our BYE."""
+def answers_refer(refer_to: str, status: str, notifies: str = "") -> str:
+    """The callee answers our REFER (Refer-To must match the regexp ``refer_to``) with ``status`` and
+    sends ``notifies``; the call goes on."""
     check = (
         '  <recv request="REFER">\n    <action>\n'
         f'      <ereg regexp="{refer_to}" search_in="hdr" header="Refer-To:"'
         ' check_it="true" assign_to="to"/>\n'
         '    </action>\n  </recv>\n  <Reference variables="to"/>\n'
     )
-    return check + response(status) + notifies + waits_for_bye()
+    return check + response(status) + notifies
+
+
+def takes_refer(refer_to: str, status: str, notifies: str = "") -> str:
+    """``answers_refer``, then the callee waits for our BYE."""
+    return answers_refer(refer_to, status, notifies) + waits_for_bye()
 
 
 def sends_refer(accepted: bool) -> str:
