@@ -32,8 +32,10 @@ from dialer.ports import CallEvent, CallRequest, Coordinator, DispatchObserver
 from dialer.regions import RuleBook
 from dialer.single_calls import CallNotPlaced, SingleCalls
 from dialer.storage import AttemptRecord, SqlStore, TrunkRecord
+from dialer.webhook_targets import WebhookTargets
 from dialer.webhooks import build_webhooks
 from scheduler.jobs import CampaignScheduler
+from sip.amd_message import MessageCache
 from sip.events import (
     BridgeEvent,
     DigitPressed,
@@ -133,6 +135,10 @@ class Runtime:
             worker_urls=self._worker_url,
             worker_reconnects=settings.worker_reconnect_attempts,
             worker_backoff=settings.worker_reconnect_backoff_seconds,
+            amd_messages=MessageCache(
+                settings.journal_path().parent / "amd-messages",
+                WebhookTargets(allow_private=settings.webhook_allow_private),
+            ),
         )
         self.gateway.on_bridge = self._on_bridge
         collector = SipWorkerCollector(self.gateway.workers, self.gateway.capacity, self.gateway.usage)

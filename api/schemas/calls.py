@@ -8,6 +8,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.amd import AmdAction, AmdMessageUrl, AmdMode
+
 CallStatus = Literal["triggered", "in-progress", "completed", "failed"]
 
 
@@ -25,6 +27,13 @@ class CallCreate(BaseModel):
     type: Literal["sip", "web"]
     sip_data: SipData | None = None
     prospect_id: UUID | None = None
+    amd: AmdMode | None = Field(
+        None, description="answering-machine detection, as a campaign's (docs/amd.md)"
+    )
+    amd_timeout_seconds: int | None = Field(None, ge=3, le=120)
+    amd_async: bool | None = None
+    amd_on_machine: AmdAction | None = None
+    amd_message_url: AmdMessageUrl | None = None
 
 
 class CallCreated(BaseModel):
@@ -93,6 +102,7 @@ class CallSummary(BaseModel):
     outcome: str | None
     sip_code: int | None
     reason: str | None
+    answered_by: str | None = Field(None, description="answering-machine verdict, when detection ran")
 
 
 class CallList(BaseModel):
@@ -129,6 +139,11 @@ class CallDetail(BaseModel):
     worker_connected_at: datetime | None = Field(
         None,
         description="when the voice worker took the answered call; none, or over 2 s after answer: abandoned",
+    )
+    answered_by: str | None = Field(
+        None,
+        description="answering-machine verdict (human, machine_start, machine_end_beep, machine_end_silence, "
+        "machine_end_other, fax, unknown), when detection ran",
     )
 
 

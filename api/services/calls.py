@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from api.schemas.calls import (
     Party,
     Transfer,
 )
-from dialer.domain import AttemptResult
+from dialer.domain import AmdSettings, AttemptResult
 from dialer.outcome import Outcome
 from dialer.phone import InvalidPhoneNumber, is_local_to, parse_phone
 from dialer.storage import NumberRecord, SqlStore
@@ -79,6 +80,7 @@ async def create_call(svc: Services, key: Principal, body: CallCreate) -> CallCr
             raise NotFound("PROSPECT_NOT_FOUND", "prospect not found")
     if await store.has_dnc(key.tenant_id, to):
         raise Conflict("NUMBER_ON_DNC_LIST", "sip_data.to is on your do-not-call list")
+    amd = amd_of(body)
     did = await _caller_id(store, key.tenant_id, body.sip_data.from_number, to)
     if svc.runtime is None:
         # Checked before writing: a call row nobody will ever dial would stay "triggered" forever.
@@ -92,6 +94,7 @@ async def create_call(svc: Services, key: Principal, body: CallCreate) -> CallCr
         agent_id=body.agent_id,
         prospect_id=body.prospect_id,
         callee_name=body.sip_data.name,
+        amd=dataclasses.asdict(amd) if amd.enabled else None,
     )
     try:
         await svc.runtime.place_call(key.tenant_id, call_id)
@@ -104,6 +107,21 @@ async def create_call(svc: Services, key: Principal, body: CallCreate) -> CallCr
         await _end_unplaced(store, call_id, "gateway error")
         raise
     return CallCreated(call_id=call_id, status="triggered", worker_url=None)
+
+
+def amd_of(body: CallCreate) -> AmdSettings:
+    """The call's answering-machine detection; VALIDATION_ERROR for a combination it refuses."""
+    default = AmdSettings()
+    try:
+        return AmdSettings(
+            mode=body.amd or default.mode,
+            timeout_seconds=body.amd_timeout_seconds or default.timeout_seconds,
+            asynchronous=bool(body.amd_async),
+            on_machine=body.amd_on_machine or default.on_machine,
+            message_url=body.amd_message_url or None,
+        )
+    except ValueError as exc:
+        raise invalid_field("amd", str(exc)) from None
 
 
 async def _end_unplaced(store: SqlStore, call_id: UUID, reason: str) -> None:
@@ -160,6 +178,7 @@ def summary(view: CallView) -> CallSummary:
         outcome=a.outcome.value if a.outcome else None,
         sip_code=a.sip_code,
         reason=a.reason,
+        answered_by=a.answered_by,
     )
 
 
@@ -211,6 +230,7 @@ def detail(view: CallView) -> CallDetail:
         pdd_ms=a.pdd_ms,
         transfer=transfer,
         worker_connected_at=a.worker_connected_at,
+        answered_by=a.answered_by,
     )
 
 

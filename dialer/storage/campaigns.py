@@ -251,6 +251,7 @@ class CampaignAdmin(SqlBase):
         call_id: UUID | None = None,
         prospect_id: UUID | None = None,
         callee_name: str | None = None,
+        amd: dict[str, Any] | None = None,
     ) -> UUID:
         """Record a call outside any campaign (API single call, inbound call), status ``dialing``.
 
@@ -273,6 +274,7 @@ class CampaignAdmin(SqlBase):
                     agent_id=agent_id,
                     prospect_id=prospect_id,
                     callee_name=callee_name,
+                    amd=amd,
                     status="dialing",
                     created_at=created_at or utcnow(),
                 )

@@ -5,11 +5,12 @@ from __future__ import annotations
 import zoneinfo
 from dataclasses import dataclass, fields
 from datetime import datetime, time
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy.engine import RowMapping
 
-from dialer.domain import WEEKDAYS, CampaignStatus, Prospect, ProspectState
+from dialer.domain import WEEKDAYS, AmdSettings, CampaignStatus, Prospect, ProspectState
 from dialer.outcome import Outcome
 
 
@@ -61,6 +62,14 @@ class CampaignSpec:
     is_hr_campaign: bool = False
     default_region: str | None = None
     opt_out_digit: str | None = None  # DTMF the callee presses to be put on the tenant's DNC list
+    retry_voicemail_calls: bool = True
+    max_retries_voicemail: int = 2
+    retry_delay_voicemail_seconds: int = 3600
+    amd: str = "off"  # answering-machine detection (docs/amd.md)
+    amd_timeout_seconds: int = 30
+    amd_async: bool = False
+    amd_on_machine: str = "hangup"
+    amd_message_url: str | None = None
 
     def __post_init__(self) -> None:
         # Fail at the edge: a bad zone or day name stored here would break every dispatch tick later.
@@ -71,6 +80,13 @@ class CampaignSpec:
         object.__setattr__(self, "call_days", tuple(weekday_name(d) for d in self.call_days))
         if self.opt_out_digit is not None and self.opt_out_digit not in OPT_OUT_DIGITS:
             raise ValueError("opt_out_digit must be one DTMF digit: 0-9, * or #")
+        self.amd_settings()  # ValueError for a mode, action or missing message it refuses
+
+    def amd_settings(self) -> AmdSettings:
+        """The campaign's answering-machine detection as the dialer and the gateway read it."""
+        return AmdSettings(
+            self.amd, self.amd_timeout_seconds, self.amd_async, self.amd_on_machine, self.amd_message_url
+        )
 
 
 SPEC_FIELDS = tuple(f.name for f in fields(CampaignSpec))
@@ -208,6 +224,8 @@ class AttemptRecord:
     transfer_ended_at: datetime | None  # it settled: REFER final NOTIFY, human bridged, or failed
     worker_connected_at: datetime | None  # the voice worker got ``start`` (abandonment)
     callee_name: str | None  # the prospect's name, or ``sip_data.name`` of an API call
+    answered_by: str | None = None  # the answering-machine verdict, when detection ran
+    amd: dict[str, Any] | None = None  # an API call's AmdSettings fields (None: no detection)
 
 
 #: The prospects columns a domain Prospect is built from (the hot query reads only these).
@@ -222,6 +240,7 @@ PROSPECT_COLUMNS = (
     "attempts_busy",
     "attempts_no_answer",
     "attempts_failed",
+    "attempts_voicemail",
     "total_attempts",
     "reschedules",
     "last_outcome",
@@ -242,6 +261,7 @@ def prospect_from_row(row: RowMapping) -> Prospect:
         attempts_busy=row["attempts_busy"],
         attempts_no_answer=row["attempts_no_answer"],
         attempts_failed=row["attempts_failed"],
+        attempts_voicemail=row["attempts_voicemail"],
         total_attempts=row["total_attempts"],
         reschedules=row["reschedules"],
         last_outcome=Outcome(row["last_outcome"]) if row["last_outcome"] else None,

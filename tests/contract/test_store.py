@@ -126,7 +126,7 @@ async def test_migrate_twice_is_a_noop_and_matches_the_models(store: SqlStore) -
     await store.ping()
     assert await store.tenant_exists(tenant) and not await store.tenant_exists(uuid4())
     with store.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0004"]
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0007"]
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     assert await store.list_campaigns(tenant) == []
 
