@@ -13,6 +13,7 @@ printed as a ratio to real time.
 from __future__ import annotations
 
 import argparse
+import warnings
 import json
 import sys
 import time
@@ -20,6 +21,10 @@ import wave
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+with warnings.catch_warnings():  # see sip/audio.py
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
 
 from sip.amd import MACHINE_END_BEEP, MACHINE_VERDICTS, Detector, Verdict, detect
 
@@ -52,6 +57,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("set", type=Path, help="a folder made by bench/amd_set.py")
+    parser.add_argument("--gain-db", type=float, default=0.0, help="scale every recording (quiet lines: -10)")
     args = parser.parse_args()
     rows = json.loads((args.set / "labels.json").read_text())
     right = false_machine = missed_machine = unknown = 0
@@ -61,10 +67,14 @@ def main() -> None:
     beep_latency: list[float] = []
     beeps_missed = 0
     beeps = 0
+    false_beeps = 0  # machine_end_beep on a greeting without a beep, or far from the real one
+    by_noise: dict[float, list[int]] = {}
     wrong: list[str] = []
     audio_s = cpu_s = 0.0
     for row in rows:
         pcm = pcm_of(args.set / row["file"])
+        if args.gain_db:
+            pcm = audioop.mul(pcm, 2, 10 ** (args.gain_db / 20))
         audio_s += len(pcm) / 16000
         started = time.process_time()
         verdicts: list[Verdict] = detect(pcm, wait_for_end=True)
@@ -82,7 +92,13 @@ def main() -> None:
             missed_machine += not machine
         unknown += first.answered_by == "unknown"
         right += ok
+        by_noise.setdefault(row["noise"], [0, 0])[0] += ok
+        by_noise[row["noise"]][1] += 1
         last = verdicts[-1]
+        found_beep = last.beep_ms if last.answered_by == MACHINE_END_BEEP else None
+        if found_beep is not None and (row["beep_ms"] is None or abs(found_beep - row["beep_ms"]) > 300):
+            false_beeps += 1
+            wrong.append(f"{row['file']}: a beep found at {last.beep_ms} ms, real one at {row['beep_ms']}")
         if row["kind"] == "machine" and row["beep_ms"] is not None:
             beeps += 1
             if last.answered_by == MACHINE_END_BEEP and last.beep_ms is not None:
@@ -108,6 +124,9 @@ def main() -> None:
         f"machines missed: {missed_machine / max(machines, 1):.1%} ({missed_machine}/{machines}), "
         f"unknown verdicts: {unknown}"
     )
+    noise = ", ".join(f"{level:g}: {ok}/{n}" for level, (ok, n) in sorted(by_noise.items()))
+    print(f"right by noise amplitude: {noise}")
+    print(f"false beeps (none there, or > 300 ms from the real one): {false_beeps}")
     print(f"first verdict after answer: p50 {pct(first_ms, 0.5):.0f} ms, p95 {pct(first_ms, 0.95):.0f} ms")
     if beeps:
         print(

@@ -178,7 +178,7 @@ def make_row(index: int, kind: str, out_dir: Path, work: Path, rng: random.Rando
             parts.append(work / "beep.wav")
         silence(4.0, work / "tail.wav")
         parts.append(work / "tail.wav")
-    noise = rng.choice([0.0, 0.0, 0.005, 0.01, 0.02])
+    noise = rng.choice([0.0, 0.0, 0.005, 0.01, 0.02, 0.04])
     name = f"{index:04d}_{kind}.wav"
     build(parts, out_dir / name, noise, work)
     return {

@@ -55,14 +55,14 @@ class AmdParams:
     """The detector's thresholds, in milliseconds of audio from the answer unless said otherwise."""
 
     initial_silence_ms: int = 2500
-    greeting_ms: int = 1500
+    greeting_ms: int = 1650
     after_greeting_silence_ms: int = 800
     analysis_ms: int = 5000
     min_word_ms: int = 100
     between_words_silence_ms: int = 50
     max_words: int = 4
     max_word_ms: int = 5000
-    silence_threshold: int = 256  # RMS of a 16-bit frame under which it is silence, whatever the noise
+    silence_threshold: int = 64  # RMS of a 16-bit frame under which it is silence, whatever the noise
     noise_factor: float = 2.5  # ... and under this many times the quietest frame of the last seconds
     noise_window_ms: int = 3000
     end_silence_ms: int = 1200
@@ -130,6 +130,8 @@ class Detector:
         self._first: Verdict | None = None
         self._floor: deque[tuple[int, int]] = deque()  # (frame index, rms), rising: a sliding minimum
         self._frames = 0
+        self._last = b"\x00\x00"  # the previous frame's last sample (pre-emphasis)
+        self._emphasised = 0
         self._voice_ms = 0  # speech heard in all
         self._run_voice = 0  # ms of the current speech run
         self._run_silence = 0  # ms of the current silence run
@@ -152,7 +154,7 @@ class Detector:
         ms = len(frame) * 1000 // (2 * RATE)
         self.ms += ms
         rms = audioop.rms(frame, 2)
-        voiced = rms > self._threshold(rms)
+        voiced = self._emphasised_rms(frame) > self._threshold(self._emphasised)
         # A held tone is as loud as the line's floor soon: only the fixed threshold applies to it.
         tone = tone_of(frame, rms, self.p.beep_purity) if rms > self.p.silence_threshold else None
         verdict = self._tones(tone, ms)
@@ -163,6 +165,15 @@ class Detector:
         if verdict is not None:
             self._decide(verdict)
         return verdict
+
+    def _emphasised_rms(self, frame: bytes) -> int:
+        """RMS of the frame after pre-emphasis (x[n] - 0.9 x[n-1], in C): rumble and hum, which
+        carry most of a noisy line's energy below 300 Hz, count for little, speech for most."""
+        previous = self._last + frame[:-2]
+        self._last = frame[-2:]
+        emphasised = audioop.add(frame, audioop.mul(previous, 2, -0.9), 2)
+        self._emphasised = audioop.rms(emphasised, 2)
+        return self._emphasised
 
     def _threshold(self, rms: int) -> float:
         self._frames += 1
@@ -199,9 +210,9 @@ class Detector:
         return None
 
     def _beep(self, hz: float) -> bool:
-        """A held tone counts as the greeting's beep once a greeting was heard (a beep after a few
-        words is a short greeting's end: no person answers with one)."""
-        return (self._first is not None or self._heard) and self.p.beep_low_hz <= hz <= self.p.beep_high_hz
+        """A held tone counts as the greeting's beep only after ``machine_start``: before, a sung
+        "Hellooo" could pass for one, and a person must never be taken for a machine."""
+        return self._first is not None and self.p.beep_low_hz <= hz <= self.p.beep_high_hz
 
     def _speech(self, voiced: bool, ms: int) -> Verdict | None:
         """app_amd's word rules, until the first verdict."""

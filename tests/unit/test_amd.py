@@ -90,6 +90,11 @@ def test_the_beep_after_a_greeting_ends_it(hz: int) -> None:
     assert 4000 <= last.at_ms <= 4040  # told when the tone stops: a message may start then
 
 
+def test_a_held_tone_before_any_machine_verdict_is_no_beep() -> None:
+    # a person's sung "Hellooo" can be as pure as a beep: before machine_start it is just speech
+    assert names(talk(0.3) + tone(1000, 0.4, 0.3) + quiet(3), wait=True) == ["human"]
+
+
 def test_a_beep_too_short_is_not_one() -> None:
     pcm = talk(3) + quiet(0.6) + tone(1000, 0.08, 0.3) + quiet(3)
     assert names(pcm, wait=True) == ["machine_start", "machine_end_silence"]
