@@ -13,10 +13,10 @@ printed as a ratio to real time.
 from __future__ import annotations
 
 import argparse
-import warnings
 import json
 import sys
 import time
+import warnings
 import wave
 from pathlib import Path
 
