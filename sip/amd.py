@@ -1,8 +1,10 @@
 """Answering-machine detection on a call's received audio: pure, frame by frame, no I/O.
 
 The rules are Asterisk's ``app_amd`` (an open, well-known description): each 20 ms frame is speech
-or silence by its energy against a threshold that follows the line's noise floor; runs of speech of
-at least ``min_word_ms`` are words. Then, from the answer on:
+or silence by its energy after pre-emphasis (rumble and hum count for little) against a threshold
+that follows the line's noise floor (``noise_factor`` times the quietest frame of the last
+``noise_window_ms``, at least ``silence_threshold``); runs of speech of at least ``min_word_ms`` are
+words. Then, from the answer on:
 
 - silence before any speech for ``initial_silence_ms``: ``unknown`` (app_amd says MACHINE; a person
   who is slow to speak must never be taken for a machine, so we do not guess);

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pjsua2 as pj
 
-from sip.amd import HUMAN, MACHINE_VERDICTS, AmdParams, Detector, Verdict
+from sip.amd import MACHINE_VERDICTS, AmdParams, Detector, Verdict
 from sip.media import DYING_SECONDS, SILENCE, FrameBytes, _format
 from sip.protocol import AmdSpec
 
@@ -115,6 +115,7 @@ class CallAmd:
     def __init__(self, spec: AmdSpec) -> None:
         self.spec = spec
         self.port: AmdPort | None = None
+        self.audio: Any = None  # the pj.AudioMedia the port listens to
         self.verdicts: list[Verdict] = []
         self.settled = False  # the final verdict was acted on
 
@@ -131,15 +132,20 @@ class CallAmd:
         return not self.spec.asynchronous and not self.settled
 
     def start(self, call: Call, table: CallTable) -> None:
-        """The call is answered and its audio active: listen (once)."""
+        """The call is answered and its audio active: listen (and follow a re-INVITE that moves it)."""
         audio = call.media.audio
-        if self.port is not None or self.settled or audio is None or table.post is None:
+        if self.settled or audio is None or table.post is None:
+            return
+        if self.port is not None:
+            if audio is not self.audio:  # the stream moved: listen to the new one
+                audio.startTransmit(self.port)
+                self.audio = audio
             return
         params = AmdParams(timeout_ms=round(self.spec.timeout * 1000))
         port = table.amd_ports.take()
         port.attach(call.key, Detector(params, wait_for_end=self.spec.wait_for_end), table.post)
         audio.startTransmit(port)
-        self.port = port
+        self.port, self.audio = port, audio
 
     def heard(self, call: Call, table: CallTable, verdict: Verdict) -> None:
         """Act on a verdict: tell the worker, and on the last one open its stream or deal with a machine."""
@@ -186,7 +192,7 @@ class CallAmd:
         if port is None:
             return
         port.live = False
-        audio = call.media.audio if call is not None else None
+        audio, self.audio = self.audio, None
         if audio is not None:
             with contextlib.suppress(pj.Error):  # the call's audio left the bridge already
                 audio.stopTransmit(port)
@@ -198,6 +204,3 @@ def ended_fields(amd: CallAmd | None) -> dict[str, Any]:
     if amd is None:
         return {}
     return {"answered_by": amd.answered_by, "amd_ms": amd.first_ms}
-
-
-__all__ = ["HUMAN", "AmdHeard", "AmdPorts", "CallAmd", "ended_fields"]

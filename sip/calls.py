@@ -211,7 +211,7 @@ class CallTable:
         prm.txOption.localUri = cmd.from_uri
         call.max_duration = cmd.max_duration
         self._attach(call, spec)
-        if cmd.amd:
+        if cmd.amd and self.post is not None:  # no way to the SIP thread (no Worker): no detection
             call.amd = CallAmd(AmdSpec.from_wire(cmd.amd))
             call.media.held = call.amd.holds_stream()
         self.calls[cmd.key] = call  # callbacks may already run inside makeCall
