@@ -77,12 +77,15 @@ class MessageCache:
                 self._failed[url] = time.monotonic()
                 log.warning("answering-machine message not usable (%s): %s", type(exc).__name__, exc)
                 return None
-            self.folder.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".part")
-            partial.write_bytes(data)
-            partial.replace(path)  # whole or absent: a SIP worker never plays half a file
+            await asyncio.to_thread(self._store, path, data)
             self._failed.pop(url, None)
             return str(path)
+
+    def _store(self, path: Path, data: bytes) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".part")
+        partial.write_bytes(data)
+        partial.replace(path)  # whole or absent: a SIP worker never plays half a file
 
     async def _fetch(self, url: str) -> bytes:
         target = await self.targets.check(url)

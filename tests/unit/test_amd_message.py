@@ -30,6 +30,14 @@ def wav_bytes(pcm: bytes, rate: int = 8000, channels: int = 1, width: int = 2) -
 GOOD = wav_bytes(tone(600, 0.5))
 
 
+def read(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def listing(folder: Path) -> list[Path]:
+    return list(folder.iterdir())
+
+
 def test_only_a_playable_wav_passes() -> None:
     check_wav(GOOD)
     check_wav(wav_bytes(tone(600, 0.5), rate=16000))
@@ -76,7 +84,7 @@ async def test_a_message_is_fetched_once_and_kept(server: _Server, tmp_path: Pat
     cache = MessageCache(tmp_path, WebhookTargets(allow_private=True))
     url = f"http://127.0.0.1:{server.server_address[1]}/m.wav"
     first = await cache.path(url)
-    assert first is not None and Path(first).read_bytes() == GOOD
+    assert first is not None and read(first) == GOOD
     assert await cache.path(url) == first
     assert server.hits == 1
 
@@ -95,4 +103,4 @@ async def test_a_body_that_is_no_wav_is_refused_and_not_refetched_at_once(
     url = f"http://127.0.0.1:{server.server_address[1]}/m.wav"
     assert await cache.path(url) is None
     assert await cache.path(url) is None
-    assert server.hits == 1 and not list(tmp_path.iterdir())
+    assert server.hits == 1 and not listing(tmp_path)
