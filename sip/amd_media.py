@@ -160,7 +160,10 @@ class CallAmd:
         self.settled = True
         if verdict.answered_by not in MACHINE_VERDICTS or self.spec.on_machine == "worker":
             self._release_stream(call, table, verdict.answered_by)
-        elif self.spec.on_machine == "leave_message" and self.spec.message_path:
+            return
+        if call.media.session is None:
+            call.media.stream = None  # no voice worker for a machine: not an abandoned call either
+        if self.spec.on_machine == "leave_message" and self.spec.message_path:
             self._leave_message(call, table)
         else:
             table.hangup(call.key, MACHINE_HANGUP)

@@ -27,7 +27,7 @@ from dialer.webhook_targets import WebhookTargets
 from sip.amd_media import MACHINE_HANGUP, MESSAGE_LEFT
 from sip.amd_message import MessageCache
 from sip.audio import RATE, level, tone
-from sip.events import InboundAnswered, InboundRoute
+from sip.events import BridgeEvent, InboundAnswered, InboundRoute, WorkerConnected, WorkerMissing
 from sip.reference_worker import ReferenceWorker
 from tests.sip.peers import GatewayFactory, Harness, until
 
@@ -107,10 +107,14 @@ async def recorded(path: Path, within: float = 5.0) -> tuple[int, bytes]:
     return result
 
 
-async def test_a_voicemail_with_a_beep_is_hung_up_on(gateway: GatewayFactory, tmp_path: Path) -> None:
-    far, near, _ = await far_and_near(gateway, tmp_path)
+async def test_a_voicemail_with_a_beep_is_hung_up_on(
+    gateway: GatewayFactory, tmp_path: Path, worker: ReferenceWorker
+) -> None:
+    far, near, agent = await far_and_near(gateway, tmp_path, worker)
+    bridge: list[BridgeEvent] = []
+    near.gateway.on_bridge = bridge.append
     amd = AmdSettings("detect_and_wait_for_beep", timeout_seconds=20, on_machine="hangup")
-    request = replace(near.request(near.trunk(far.port), to=NUMBER), amd=amd)
+    request = replace(near.request(near.trunk(far.port), to=NUMBER), amd=amd, agent_id=agent)
     await near.gateway.place(request)
     await answer_and_play(far, VOICEMAIL, tmp_path / "far.wav")
     ended = await near.ended(request.attempt_id, within=15)
@@ -123,6 +127,9 @@ async def test_a_voicemail_with_a_beep_is_hung_up_on(gateway: GatewayFactory, tm
     # Hung up right after the beep (~5 s into the greeting's WAV), not at its end or the timeout.
     assert ended.answered_at is not None
     assert (ended.at - ended.answered_at).total_seconds() < 8
+    # The voice worker never had the machine's call, and it is no abandoned call either.
+    assert worker.sessions == []
+    assert not any(isinstance(e, WorkerMissing | WorkerConnected) for e in bridge), bridge
 
 
 async def test_a_message_is_left_after_the_beep(
