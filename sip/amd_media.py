@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pjsua2 as pj
 
-from sip.amd import MACHINE_VERDICTS, AmdParams, Detector, Verdict
+from sip.amd import HUMAN, MACHINE_VERDICTS, AmdParams, Detector, Verdict
 from sip.media import DYING_SECONDS, SILENCE, FrameBytes, _format
 from sip.protocol import AmdSpec
 
@@ -118,6 +118,7 @@ class CallAmd:
         self.audio: Any = None  # the pj.AudioMedia the port listens to
         self.verdicts: list[Verdict] = []
         self.settled = False  # the final verdict was acted on
+        self.decided_at: float | None = None  # epoch of the final verdict
 
     @property
     def answered_by(self) -> str | None:
@@ -130,6 +131,19 @@ class CallAmd:
     def holds_stream(self) -> bool:
         """Whether the voice worker's stream waits for the verdict (sip/media.py ``CallMedia._open``)."""
         return not self.spec.asynchronous and not self.settled
+
+    def abandon_clock(self, answered_at: float | None) -> float | None:
+        """Where the 2 s within which a voice worker must take the call start (abandonment).
+
+        A worker held back for the verdict could not talk before it: the clock starts at the end of
+        the person's greeting, as Ofcom counts calls with AMD (the verdict less the silence that
+        proved the greeting over); at the verdict for ``unknown`` and a machine given to the worker.
+        """
+        if self.spec.asynchronous or self.decided_at is None or answered_at is None:
+            return answered_at
+        if self.answered_by == HUMAN:
+            return max(answered_at, self.decided_at - AmdParams().after_greeting_silence_ms / 1000)
+        return self.decided_at
 
     def start(self, call: Call, table: CallTable) -> None:
         """The call is answered and its audio active: listen (and follow a re-INVITE that moves it)."""
@@ -158,6 +172,7 @@ class CallAmd:
             return
         self.stop(call, table)
         self.settled = True
+        self.decided_at = time.time()
         if verdict.answered_by not in MACHINE_VERDICTS or self.spec.on_machine == "worker":
             self._release_stream(call, table, verdict.answered_by)
             return

@@ -310,7 +310,8 @@ class CallTable:
             call.amd.heard(call, self, heard.verdict)
 
     def _worker_joined(self, call: Call, ended: bool = False) -> None:
-        if (joined := call.media.joined(call.answered_at, ended)) is not None:
+        since = call.amd.abandon_clock(call.answered_at) if call.amd is not None else call.answered_at
+        if (joined := call.media.joined(since, ended)) is not None:
             self.emit(joined)
 
     def _safely(self, call: Call, action: Callable[[], None]) -> None:

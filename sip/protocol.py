@@ -388,7 +388,7 @@ class StreamJoined:
     first (abandonment)."""
 
     key: int
-    answered_at: float
+    answered_at: float  # where the abandonment clock starts: the answer, or the AMD verdict (amd_media.py)
     connected_at: float | None
     at: float
     ended: bool = False

@@ -22,7 +22,9 @@ import pytest
 
 from dialer.dispatch import end_outcome
 from dialer.domain import AmdSettings
+from dialer.metrics import abandoned
 from dialer.outcome import Outcome
+from dialer.ports import CallAnswered
 from dialer.webhook_targets import WebhookTargets
 from sip.amd_media import MACHINE_HANGUP, MESSAGE_LEFT
 from sip.amd_message import MessageCache
@@ -161,12 +163,21 @@ async def test_a_person_saying_hello_goes_to_the_worker_as_human(
     gateway: GatewayFactory, tmp_path: Path, worker: ReferenceWorker
 ) -> None:
     far, near, agent = await far_and_near(gateway, tmp_path, worker)
+    bridge: list[BridgeEvent] = []
+    near.gateway.on_bridge = bridge.append
     amd = AmdSettings("detect_and_wait_for_beep", on_machine="hangup")
     request = replace(near.request(near.trunk(far.port), to=NUMBER), amd=amd, agent_id=agent)
     await near.gateway.place(request)
     await answer_and_play(far, HELLO, tmp_path / "far.wav")
     session = await until(lambda: next((s for s in worker.sessions if s.start is not None), None), 10)
     assert session.start["customParameters"]["answered_by"] == "human"
+    # The abandonment clock starts at the end of the person's "Hello?", not at the answer (Ofcom's rule
+    # for calls with AMD): the worker took the call within 2 s of it, though > 1.2 s after the answer.
+    joined = await until(lambda: next((e for e in bridge if isinstance(e, WorkerConnected)), None), 5)
+    answered = await until(lambda: next((e for e in near.events if isinstance(e, CallAnswered)), None), 1)
+    assert (joined.answered_at - answered.at).total_seconds() > 0.3  # the greeting ended after the answer
+    assert (joined.at - answered.at).total_seconds() > 1.2  # "Hello?" ends ~0.7 s in, + 0.8 s of silence
+    assert not abandoned(joined.answered_at, joined.at)
     await near.gateway.hangup(request.attempt_id)
     ended = await near.ended(request.attempt_id)
     assert ended.confirmed and ended.answered_by == "human"
