@@ -205,3 +205,20 @@ async def test_an_asynchronous_worker_gets_the_call_at_once_and_the_verdict_as_a
     ended = await near.ended(request.attempt_id)
     assert ended.answered_by == "machine_end_beep" and end_outcome(ended) is Outcome.VOICEMAIL
     await far.inbound_ended()
+
+
+async def test_a_machine_given_to_the_worker_comes_after_the_beep_with_its_verdict(
+    gateway: GatewayFactory, tmp_path: Path, worker: ReferenceWorker
+) -> None:
+    far, near, agent = await far_and_near(gateway, tmp_path, worker)
+    amd = AmdSettings("detect_and_wait_for_beep", on_machine="worker")
+    request = replace(near.request(near.trunk(far.port), to=NUMBER), amd=amd, agent_id=agent)
+    await near.gateway.place(request)
+    await answer_and_play(far, VOICEMAIL, tmp_path / "far.wav")
+    session = await until(lambda: next((s for s in worker.sessions if s.start is not None), None), 15)
+    assert session.start["customParameters"]["answered_by"] == "machine_end_beep"
+    assert not any(e.get("event") == "amd" for e in session.events)  # told in start, not as events
+    await near.gateway.hangup(request.attempt_id)
+    ended = await near.ended(request.attempt_id)
+    assert ended.answered_by == "machine_end_beep" and end_outcome(ended) is Outcome.VOICEMAIL
+    await far.inbound_ended()
