@@ -23,7 +23,7 @@ from dialer.domain import (
     ProspectUpdate,
 )
 from dialer.journal import CallJournal
-from dialer.outcome import Outcome, classify, end_reason
+from dialer.outcome import Outcome, answered_outcome, classify, end_reason
 from dialer.phone import country_of, is_local_to
 from dialer.ports import (
     CallAnswered,
@@ -84,7 +84,8 @@ def end_outcome(event: CallEnded) -> Outcome:
         return Outcome.UNKNOWN
     if event.transferred:
         return Outcome.TRANSFERRED
-    return classify(event.sip_code, event.confirmed, event.q850_cause, event.reason)
+    outcome = classify(event.sip_code, event.confirmed, event.q850_cause, event.reason)
+    return answered_outcome(event.answered_by) if outcome is Outcome.ANSWERED else outcome
 
 
 class Dispatcher:
@@ -353,6 +354,7 @@ class Dispatcher:
             attempt_number=attempt.attempt_number,
             custom=prospect.custom,
             record=plan.record,
+            amd=plan.amd if plan.amd.enabled else None,
         )
         try:
             await self.launcher.place(request)
@@ -450,6 +452,7 @@ class Dispatcher:
             ringing_at=(event.ringing_at if event else None) or call.ringing_at,
             answered_at=(event.answered_at if event else None) or call.answered_at,
             sip_worker=event.worker if event else None,
+            answered_by=event.answered_by if event else None,
         )
         try:
             await self.journal.finish_attempt(attempt_id, result, update)

@@ -56,7 +56,7 @@ class CampaignWindow:
 
 @dataclass(frozen=True)
 class RetryRule:
-    """The campaign's retry setting for one outcome bucket (failed, busy, no_answer)."""
+    """The campaign's retry setting for one outcome bucket (failed, busy, no_answer, voicemail)."""
 
     enabled: bool
     max_retries: int
@@ -70,6 +70,7 @@ class RetryPolicy:
     failed: RetryRule = RetryRule(True, 3, 300)
     busy: RetryRule = RetryRule(True, 2, 180)
     no_answer: RetryRule = RetryRule(True, 3, 600)
+    voicemail: RetryRule = RetryRule(True, 2, 3600)  # an answering machine took the call
     allow_reschedule: bool = True
     max_reschedules_per_prospect: int = 3
     reschedule_min_delay_hours: float = 1.0
@@ -78,6 +79,40 @@ class RetryPolicy:
         """The rule for a bucket name as returned by ``outcome.retry_bucket``."""
         rule: RetryRule = getattr(self, bucket)
         return rule
+
+
+#: Answering-machine detection: off, the first verdict only, or also the greeting's end (beep or silence).
+AMD_MODES = ("off", "detect", "detect_and_wait_for_beep")
+#: What an answering machine gets: a hang-up, the message played after its greeting, or the voice worker.
+AMD_ACTIONS = ("hangup", "leave_message", "worker")
+
+
+@dataclass(frozen=True)
+class AmdSettings:
+    """Answering-machine detection for a call (a campaign's, or one API call's); docs/amd.md.
+
+    ``asynchronous``: the voice worker gets the call at the answer and the verdict as an event, instead
+    of after the verdict (in ``start.customParameters.answered_by``). ``leave_message`` waits for the
+    greeting's end in either mode, then plays ``message_url`` (fetched once by the gateway) and hangs up.
+    """
+
+    mode: str = "off"
+    timeout_seconds: int = 30  # Twilio's MachineDetectionTimeout default
+    asynchronous: bool = False
+    on_machine: str = "hangup"
+    message_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in AMD_MODES:
+            raise ValueError(f"amd must be one of {', '.join(AMD_MODES)}")
+        if self.on_machine not in AMD_ACTIONS:
+            raise ValueError(f"amd_on_machine must be one of {', '.join(AMD_ACTIONS)}")
+        if self.mode != "off" and self.on_machine == "leave_message" and not self.message_url:
+            raise ValueError("amd_on_machine leave_message needs amd_message_url")
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
 
 
 @dataclass(frozen=True)
@@ -119,6 +154,7 @@ class CampaignPlan:
     trunks: tuple[Trunk, ...]
     default_region: str = "US"
     record: bool = False  # record its calls (docs/recordings.md)
+    amd: AmdSettings = AmdSettings()
 
 
 @dataclass(frozen=True)
@@ -135,6 +171,7 @@ class Prospect:
     attempts_busy: int = 0
     attempts_no_answer: int = 0
     attempts_failed: int = 0
+    attempts_voicemail: int = 0
     total_attempts: int = 0
     reschedules: int = 0
     last_outcome: Outcome | None = None
@@ -176,6 +213,7 @@ class AttemptResult:
     ringing_at: datetime | None = None
     answered_at: datetime | None = None
     sip_worker: str | None = None
+    answered_by: str | None = None  # the answering-machine detector's verdict (sip/amd.py), if it ran
 
 
 @dataclass(frozen=True)

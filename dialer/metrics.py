@@ -168,6 +168,19 @@ class Metrics:
             "1 while this process's scheduler holds the leadership lease (scheduled starts run there)",
             registry=r,
         )
+        self.amd_verdicts = Counter(
+            "dialer_amd_verdicts",
+            "Answered outbound calls by answering-machine verdict (human, machine_start, fax, ...)",
+            ["campaign", "answered_by"],
+            registry=r,
+        )
+        self.amd_seconds = Histogram(
+            "dialer_amd_detection_seconds",
+            "From the answer to the answering-machine detector's first verdict",
+            ["answered_by"],
+            buckets=(0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10, 20, 30),
+            registry=r,
+        )
         self.webhook_deliveries = Counter(
             "dialer_webhook_deliveries",
             "Webhook POSTs by result: delivered, retried, failed (gave up), dropped (queue full)",
@@ -192,12 +205,18 @@ class Metrics:
     def call_ended(self, campaign: str, trunk: str, outcome: Outcome, talk_seconds: float | None) -> None:
         self.active.labels(trunk, "outbound").dec()
         self.attempts.labels(campaign, trunk, outcome.value).inc()
-        if outcome in (Outcome.ANSWERED, Outcome.TRANSFERRED):
+        if outcome in (Outcome.ANSWERED, Outcome.TRANSFERRED, Outcome.VOICEMAIL):  # the network answered
             self.answered.labels(trunk).inc()
         if outcome in _NETWORK_EFFECTIVE:
             self.network_effective.labels(trunk).inc()
         if talk_seconds is not None:
             self.duration.labels("outbound").observe(talk_seconds)
+
+    def amd_verdict(self, campaign: str, answered_by: str, seconds: float | None) -> None:
+        """An answered call's answering-machine verdict and how long after the answer it came."""
+        self.amd_verdicts.labels(campaign, answered_by).inc()
+        if seconds is not None:
+            self.amd_seconds.labels(answered_by).observe(seconds)
 
     # ---- inbound calls ---------------------------------------------------------------------------
 
@@ -301,6 +320,8 @@ class MeteredLauncher(ObservingLauncher[_Placed]):
         elif isinstance(event, CallEnded):
             talk = _seconds(event.answered_at, event.at)
             self.metrics.call_ended(kept.campaign, kept.trunk, end_outcome(event), talk)
+            if event.answered_by is not None:
+                self.metrics.amd_verdict(kept.campaign, event.answered_by, event.amd_seconds)
 
 
 def _seconds(start: datetime | None, end: datetime) -> float | None:

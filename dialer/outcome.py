@@ -87,19 +87,29 @@ def end_reason(sip_code: int | None, reason: str | None) -> str | None:
 
 
 def retry_bucket(outcome: Outcome) -> str | None:
-    """The campaign retry setting that governs ``outcome`` (``failed``, ``busy``, ``no_answer``), or None.
+    """The campaign retry setting that governs ``outcome`` (``failed``, ``busy``, ``no_answer``,
+    ``voicemail``), or None.
 
     None means the outcome is never retried by policy: answered, transferred, invalid number, rejected
     (the callee declined: calling again is harassment).
     """
     if outcome is Outcome.BUSY:
         return "busy"
-    if outcome in (Outcome.NO_ANSWER, Outcome.VOICEMAIL):
-        # A machine answered: nobody was reached, so it is retried like a ring-out.
+    if outcome is Outcome.NO_ANSWER:
         return "no_answer"
+    if outcome is Outcome.VOICEMAIL:
+        # A machine answered (sip/amd.py): nobody was reached; its own flag, maximum and delay.
+        return "voicemail"
     if outcome in (Outcome.FAILED, Outcome.CAPACITY, Outcome.UNKNOWN):
         return "failed"
     return None
+
+
+def answered_outcome(answered_by: str | None) -> Outcome:
+    """An answered call's outcome by the answering-machine detector's verdict (None: it did not run)."""
+    if answered_by is not None and (answered_by.startswith("machine") or answered_by == "fax"):
+        return Outcome.VOICEMAIL
+    return Outcome.ANSWERED
 
 
 def is_retryable(outcome: Outcome) -> bool:

@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from dialer.domain import (
+    AmdSettings,
     AttemptResult,
     CampaignPlan,
     CampaignStatus,
@@ -232,6 +233,7 @@ class CallRequest:
     attempt_number: int | None = None
     custom: Mapping[str, Any] | None = None  # the prospect's custom data
     record: bool = False  # record the callee and the voice worker (docs/recordings.md)
+    amd: AmdSettings | None = None  # answering-machine detection (None: off)
 
 
 @dataclass(frozen=True)
@@ -267,6 +269,8 @@ class CallEnded:
     transferred: bool = False
     worker: str | None = None
     lost: bool = False  # the SIP stack lost the call (its worker died): the outcome is ``unknown``
+    answered_by: str | None = None  # the answering-machine detector's last verdict, if it ran
+    amd_seconds: float | None = None  # from the answer to the first verdict
 
 
 CallEvent = CallRinging | CallAnswered | CallEnded

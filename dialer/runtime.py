@@ -35,8 +35,10 @@ from dialer.recordings import Recordings, RecordingStorage
 from dialer.regions import RuleBook
 from dialer.single_calls import CallNotPlaced, SingleCalls
 from dialer.storage import AttemptRecord, SqlStore, TrunkRecord
+from dialer.webhook_targets import WebhookTargets
 from dialer.webhooks import build_webhooks
 from scheduler.jobs import CampaignScheduler, RecordingRetention
+from sip.amd_message import MessageCache
 from sip.events import (
     BridgeEvent,
     DigitPressed,
@@ -137,6 +139,10 @@ class Runtime:
             worker_reconnects=settings.worker_reconnect_attempts,
             worker_backoff=settings.worker_reconnect_backoff_seconds,
             recordings_dir=settings.recordings_path(),
+            amd_messages=MessageCache(
+                settings.journal_path().parent / "amd-messages",
+                WebhookTargets(allow_private=settings.webhook_allow_private),
+            ),
         )
         self.gateway.on_bridge = self._on_bridge
         self.gateway.on_refused = self.metrics.inbound_refused

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from dialer.allocation import did_resource, trunk_resource
 from dialer.dispatch import end_outcome
-from dialer.domain import AttemptResult
+from dialer.domain import AmdSettings, AttemptResult
 from dialer.journal import CallJournal
 from dialer.outcome import Outcome, end_reason
 from dialer.ports import (
@@ -133,6 +133,7 @@ class SingleCalls:
             prospect_id=record.prospect_id,  # the voice worker's ``start`` names who it is talking to
             prospect_name=record.callee_name,
             record=record.record,
+            amd=AmdSettings(**record.amd) if record.amd else None,
         )
         try:
             await self.launcher.place(request)
@@ -191,6 +192,7 @@ class SingleCalls:
             ringing_at=(event.ringing_at if event else None) or (call.ringing_at if call else None),
             answered_at=(event.answered_at if event else None) or (call.answered_at if call else None),
             sip_worker=event.worker if event else None,
+            answered_by=event.answered_by if event else None,
         )
         await self.journal.finish_attempt(call_id, result, None)
 

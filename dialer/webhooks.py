@@ -285,6 +285,8 @@ class WebhookLauncher(ObservingLauncher[_Call]):
                 outcome, event.sip_code, event.reason, event.invited_at, event.answered_at, event.at
             )
             ended["transfers"] = self.emitter.take_transfers(event.attempt_id)
+            if event.answered_by is not None:
+                ended["answered_by"] = event.answered_by
             if event.transferred:
                 emit(CALL_TRANSFERRED, call.data | ended, tenant_id=call.tenant_id)
             emit(CALL_COMPLETED, call.data | ended, tenant_id=call.tenant_id)

@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any
 import pjsua2 as pj
 
 from dialer.logs import redact
+from sip.amd_media import MESSAGE_LEFT, AmdHeard, AmdPorts, CallAmd, ended_fields
 from sip.inbound_policy import InboundPolicy
 from sip.media import DYING_SECONDS, CallMedia, PortPool
 from sip.message import called_user, caller_user, q850_cause
 from sip.protocol import (
     RETRY_AFTER,
+    AmdSpec,
     Answer,
     Answered,
     Dial,
@@ -81,12 +83,15 @@ class Call(pj.Call):  # type: ignore[misc]  # pjsua2 has no stubs
         self.media = CallMedia(key, table.ports)
         self.trunk_account = account  # its ``accept_refer`` decides on a REFER from the far end
         self.transferred = False  # not ``xfer``: that name would hide Call.xfer()
+        self.amd: CallAmd | None = None  # answering-machine detection (sip/amd_media.py)
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         self.table.on_state(self, prm)
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         self.media.media_changed(self, self.table.hub)
+        if self.amd is not None and self.answered_at is not None:
+            self.amd.start(self, self.table)
         if self.key and self.table.workers is not None:
             self.table.workers.media_changed(self)
 
@@ -136,13 +141,16 @@ class CallTable:
         self.media_sockets = media_sockets
         self.hub = hub  # None: answered calls are never bridged to a voice worker
         self.ports = PortPool()  # voice-worker stream ports, reused (never destroyed while pjsua runs)
+        self.amd_ports = AmdPorts()  # answering-machine detectors' ports, likewise
+        # To the SIP thread from any other (a recording's merge thread, pjsua's clock thread for answering-
+        # machine verdicts); the worker process sets a thread-safe one. None: no Worker (no detection, and
+        # a recording's merge reports through emit).
+        self.post: Callable[[Recorded | AmdHeard], None] | None = None
         self.transfers: TransferDesk | None = None  # set by the desk; None: REFERs get 603
         self.workers: WorkerDesk | None = None  # SIP-URI voice workers' legs; set by the desk
         self.capacity = 0  # pjsua call slots (the probe's answer); 0: unknown, pjsua alone refuses
         self.transfer_lines = 0  # of those, kept for bridged transfers' human legs: no call takes them
         self.calls: dict[int, Call] = {}
-        # emit from another thread (a recording's merge thread); the worker process sets a thread-safe one
-        self.post: Callable[[Recorded], None] = emit
         self.closing = False
         self.probe_user: str | None = None  # inbound calls for this user are capacity-probe twins
         # Replaced by the gateway's (SetInboundPolicy) right after Ready; the Stack closes it to every
@@ -213,6 +221,9 @@ class CallTable:
         prm.txOption.localUri = cmd.from_uri
         call.max_duration = cmd.max_duration
         self._attach(call, spec)
+        if cmd.amd and self.post is not None:  # no way to the SIP thread (no Worker): no detection
+            call.amd = CallAmd(AmdSpec.from_wire(cmd.amd))
+            call.media.held = call.amd.holds_stream()
         self.calls[cmd.key] = call  # callbacks may already run inside makeCall
         try:
             call.makeCall(cmd.uri, prm)
@@ -244,7 +255,7 @@ class CallTable:
         """Where the answered call's audio goes: a WebSocket stream, or a SIP-URI worker's leg; and
         whether it is recorded (sip/recorder.py)."""
         if spec is not None and spec.record:
-            call.media.recording = CallRecording(spec, self.post)
+            call.media.recording = CallRecording(spec, self.post or self.emit)
         if spec is not None and spec.sip and self.workers is not None:
             self.workers.reserve(call, spec)
         else:
@@ -305,8 +316,15 @@ class CallTable:
         else:  # "lost": no dead air
             self.hangup(request.key, request.reason)
 
+    def amd_heard(self, heard: AmdHeard) -> None:
+        """A verdict of a call's answering-machine detector (on the SIP thread)."""
+        call = self.calls.get(heard.key)
+        if call is not None and call.amd is not None and not call.amd.settled:
+            call.amd.heard(call, self, heard.verdict)
+
     def _worker_joined(self, call: Call, ended: bool = False) -> None:
-        if (joined := call.media.joined(call.answered_at, ended)) is not None:
+        since = call.amd.abandon_clock(call.answered_at) if call.amd is not None else call.answered_at
+        if (joined := call.media.joined(since, ended)) is not None:
             self.emit(joined)
 
     def _safely(self, call: Call, action: Callable[[], None]) -> None:
@@ -356,6 +374,8 @@ class CallTable:
         elif info.state == pj.PJSIP_INV_STATE_CONFIRMED and call.answered_at is None:
             call.answered_at = time.time()
             call.media.confirmed(self.hub)
+            if call.amd is not None:
+                call.amd.start(call, self)
             if call.key:
                 self.emit(Answered(call.key, call.answered_at))
                 self._after(call.max_duration, call.key, "max duration")
@@ -363,6 +383,8 @@ class CallTable:
                     self.workers.answered(call)  # a SIP-URI worker: its leg is placed now
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             call.ended_code = info.lastStatusCode
+            if call.amd is not None:
+                call.amd.stop(call, self)
             self._closed.append(time.monotonic())
             self._dying.append((time.monotonic() + DYING_SECONDS, call.media.detach()))
             self._finished.append(call)
@@ -393,6 +415,7 @@ class CallTable:
             limit=call.limit,
             rtp=call.rtp,
             transferred=call.transferred,
+            **ended_fields(call.amd),
         )
 
     # ---- housekeeping on the SIP thread --------------------------------------------------------
@@ -421,6 +444,10 @@ class CallTable:
         """Whether ended calls' media objects still wait to be destroyed (shutdown waits for them)."""
         return bool(self._dying)
 
+    def after(self, seconds: float, key: int, kind: str) -> None:
+        """Run timer ``kind`` for call ``key`` in ``seconds`` (see ``run_timers``)."""
+        self._after(seconds, key, kind)
+
     def _after(self, seconds: float, key: int, kind: str) -> None:
         if seconds > 0:
             heapq.heappush(self._timers, (time.monotonic() + seconds, key, kind))
@@ -437,6 +464,8 @@ class CallTable:
                 self.hangup(key, "timeout")  # CANCEL: the far end answers it with 487
             elif kind == "max duration":
                 self.hangup(key, "max duration")
+            elif kind == "message left":  # the answering machine's message played out (sip/amd_media.py)
+                self.hangup(key, MESSAGE_LEFT)
             elif kind == "decision" and not call.decided:
                 log.warning("inbound call %d undecided after %.0f s: 503", key, DECISION_SECONDS)
                 self.reject(Reject(key, 503, RETRY_AFTER))

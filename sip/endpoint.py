@@ -293,6 +293,7 @@ class Stack:
         self.table.reap()
         gc.collect()  # no Call object may outlive libDestroy
         self.table.ports.disown()
+        self.table.amd_ports.disown()
         registered = any(account.getInfo().regIsConfigured for account in self.accounts.values())
         for account in self.accounts.values():
             account.shutdown()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from pathlib import Path
 from uuid import UUID
 
 from dialer.ports import CallAnswered, CallEnded, CallLauncher, CallRequest, CallRinging, LaunchRefused
+from sip.amd_message import MessageCache
 from sip.bridge import WorkerResolver, inbound_stream, outbound_stream
 from sip.events import (
     BridgeEvent,
@@ -40,6 +42,7 @@ from sip.events import (
 from sip.inbound import InboundCallback, InboundDesk, InboundRouter
 from sip.protocol import (
     AddTrunk,
+    AmdSpec,
     Answered,
     CallBridgeEvent,
     Command,
@@ -175,6 +178,7 @@ class SipGateway(CallLauncher):
         refer_timeout: float = 8.0,
         transfer_ring_seconds: float = 30.0,
         recordings_dir: str | Path | None = None,
+        amd_messages: MessageCache | None = None,
     ) -> None:
         super().__init__()
         self.on_recording: Callable[[RecordingMade], None] = lambda event: None
@@ -189,6 +193,8 @@ class SipGateway(CallLauncher):
         self.transfer_ring_seconds = transfer_ring_seconds  # a bridged transfer's human must answer by then
         self._transferring: dict[UUID, str] = {}  # call id → method, while a transfer is under way
         self._max_call_seconds_for = max_call_seconds_for
+        # Answering-machine messages, fetched once per URL; a folder of its own unless one is given.
+        self._amd_messages = amd_messages or MessageCache(Path(tempfile.gettempdir()) / "dialer-amd-messages")
         self._trunks = trunks
         self._worker_urls = worker_urls
         self._reconnects = (worker_reconnects, worker_backoff)
@@ -319,6 +325,7 @@ class SipGateway(CallLauncher):
         caller = trunk.caller_uri(request.from_number)
         limit = self._max_call_seconds_for(request) if self._max_call_seconds_for else None
         stream = await self._outbound_stream(request)
+        amd = await self._amd_spec(request)
         key = next(self._keys)
         command = Dial(
             key=key,
@@ -329,6 +336,7 @@ class SipGateway(CallLauncher):
             timeout=float(request.timeout_seconds),
             max_duration=limit or self.max_call_seconds,
             stream=stream.wire() if stream else None,
+            amd=amd.wire() if amd else None,
         )
         call = self._calls[key] = _Outbound(
             request.attempt_id,
@@ -356,6 +364,23 @@ class SipGateway(CallLauncher):
         self._send_to_call(attempt_id, Hangup)
 
     # ---- the call's audio --------------------------------------------------------------------------
+
+    async def _amd_spec(self, request: CallRequest) -> AmdSpec | None:
+        """The call's answering-machine detection, its message fetched (or the machine hung up on)."""
+        amd = request.amd
+        if amd is None or not amd.enabled:
+            return None
+        action, path = amd.on_machine, ""
+        if action == "leave_message" and amd.message_url:
+            path = await self._amd_messages.path(amd.message_url) or ""
+            action = action if path else "hangup"  # no message to leave: nothing to wait for either
+        return AmdSpec(
+            wait_for_end=amd.mode == "detect_and_wait_for_beep" or action == "leave_message",
+            timeout=float(amd.timeout_seconds),
+            asynchronous=amd.asynchronous,
+            on_machine=action,
+            message_path=path,
+        )
 
     async def _outbound_stream(self, request: CallRequest) -> StreamSpec | None:
         if self._worker_urls is None or request.agent_id is None:
@@ -579,6 +604,8 @@ class SipGateway(CallLauncher):
                 answered_at=utc(event.answered_at) if event.answered_at else None,
                 transferred=event.transferred,
                 worker=worker,
+                answered_by=event.answered_by,
+                amd_seconds=event.amd_ms / 1000 if event.amd_ms is not None else None,
             )
         )
         media = MediaStats.from_wire(event.rtp)

@@ -212,6 +212,7 @@ class CallMedia:
         self.handed_over = False  # the far end was bridged to a human: the stream is over
         self.on_hand_over: Callable[[], None] | None = None  # a SIP-URI worker's leg lets go (sip_worker.py)
         self.recording: CallRecording | None = None  # set: the call is recorded (sip/recorder.py)
+        self.held = False  # the stream waits for the answering-machine verdict (sip/amd_media.py)
         self._joined_told = False
 
     def media_changed(self, call: pj.Call, hub: StreamHub | None) -> None:
@@ -228,8 +229,13 @@ class CallMedia:
         self.answered = True
         self._open(hub)
 
+    def open_held(self, hub: StreamHub | None) -> None:
+        """The answering-machine verdict is in: the stream held for it may open now."""
+        self.held = False
+        self._open(hub)
+
     def _open(self, hub: StreamHub | None) -> None:
-        if self.stream is None or hub is None or self.port is not None:
+        if self.stream is None or hub is None or self.port is not None or self.held:
             return
         if not self.answered or self.audio is None:
             return

@@ -81,6 +81,32 @@ class Dial:
     timeout: float  # seconds from INVITE to answer before we CANCEL
     max_duration: float  # seconds from answer before we send BYE
     stream: dict[str, Any] | None = None  # a StreamSpec.wire(): bridge the answered call's audio
+    amd: dict[str, Any] | None = None  # an AmdSpec.wire(): answering-machine detection from the answer
+
+
+@dataclass(frozen=True)
+class AmdSpec:
+    """Answering-machine detection of one call (sip/amd_media.py), inside ``Dial`` as a plain dict.
+
+    ``wait_for_end``: after ``machine_start``, wait for the greeting's end (beep or silence) before
+    acting. ``asynchronous``: the voice worker's stream opens at the answer and gets verdicts as
+    events; else it opens after the verdict, with ``answered_by`` in ``customParameters``.
+    ``on_machine``: ``hangup``, ``leave_message`` (play ``message_path``, a local WAV, then hang up)
+    or ``worker``.
+    """
+
+    wait_for_end: bool
+    timeout: float
+    asynchronous: bool
+    on_machine: str
+    message_path: str = ""
+
+    def wire(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> AmdSpec:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 SIP_WORKER_SCHEMES = ("sip:", "sips:")
@@ -293,6 +319,8 @@ class Ended:
     limit: str | None = None  # "timeout" or "max duration" when our own timer ended the call
     rtp: dict[str, int] = field(default_factory=dict)  # rx/tx packets of the audio stream
     transferred: bool = False  # the far end was handed to a human (REFER completed or legs bridged)
+    answered_by: str | None = None  # the answering-machine detector's last verdict (sip/amd.py)
+    amd_ms: int | None = None  # from the answer to its first verdict
 
 
 @dataclass(frozen=True)
@@ -384,7 +412,7 @@ class StreamJoined:
     first (abandonment)."""
 
     key: int
-    answered_at: float
+    answered_at: float  # where the abandonment clock starts: the answer, or the AMD verdict (amd_media.py)
     connected_at: float | None
     at: float
     ended: bool = False

@@ -104,6 +104,11 @@ class StreamSession:
         """
         self.hub.call(self._extension, "transfer_failed", {"code": code, "reason": reason})
 
+    def amd(self, answered_by: str, at_ms: int) -> None:
+        """An answering-machine verdict for an asynchronous worker (SIP thread): an extension event
+        ``{"event": "amd", "amd": {"answered_by": "machine_start", "detection_ms": 2140}}``."""
+        self.hub.call(self._extension, "amd", {"answered_by": answered_by, "detection_ms": at_ms})
+
     def close(self) -> None:
         """The call is over: send ``stop`` and close (SIP thread)."""
         self.hub.call(self._finish)

@@ -20,6 +20,7 @@ import threading
 import time
 
 from dialer.logs import RedactingFilter
+from sip.amd_media import AmdHeard
 from sip.endpoint import Stack
 from sip.inbound_policy import InboundPolicy
 from sip.protocol import (
@@ -65,12 +66,14 @@ class Worker:
     def __init__(self, config: WorkerConfig, out_fd: int) -> None:
         self.config = config
         # Commands from stdin, and what the voice-worker streams ask (from the hub's loop thread).
-        self.commands: queue.Queue[Command | StreamRequest | Recorded] = queue.Queue()
+        self.commands: queue.Queue[Command | StreamRequest | Recorded | AmdHeard] = queue.Queue()
         self._out_fd = out_fd
         self._outbox: list[bytes] = []
         self.hub = StreamHub(self.request)
         self.stack = Stack(config, self.emit, self.hub)
-        self.stack.table.post = self.request  # a recording merged on its own thread reports through here
+        # A recording merged on its own thread, and answering-machine verdicts from pjsua's clock thread,
+        # report through here.
+        self.stack.table.post = self.request
         self._waker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._wake_to = ("127.0.0.1" if config.host in ("", "0.0.0.0") else config.host, config.port)
         self._refused_at = 0.0
@@ -81,7 +84,7 @@ class Worker:
         with contextlib.suppress(OSError):
             self._waker.sendto(b"\r\n\r\n", self._wake_to)
 
-    def request(self, item: Command | StreamRequest | Recorded) -> None:
+    def request(self, item: Command | StreamRequest | Recorded | AmdHeard) -> None:
         """Queue a command or a stream's request for the SIP thread and wake it (any thread)."""
         self.commands.put(item)
         self.wake()
@@ -165,12 +168,14 @@ class Worker:
                     self.emit(Failed(command.key, "internal error"))
             self.stack.table.reap()  # before the next command can reuse a freed slot
 
-    def _run(self, command: Command | StreamRequest | Recorded) -> None:
+    def _run(self, command: Command | StreamRequest | Recorded | AmdHeard) -> None:
         table = self.stack.table
         if isinstance(command, Recorded):  # from a merge thread: out with the SIP thread's events
             self.emit(command)
         elif isinstance(command, StreamRequest):
             table.stream_request(command)
+        elif isinstance(command, AmdHeard):
+            table.amd_heard(command)
         elif isinstance(command, PlayFile | RecordTo | SendDtmf):
             table.play(command)
         elif isinstance(command, Dial):

@@ -8,6 +8,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.amd import AmdAction, AmdMessageUrl, AmdMode
+
 CallStatus = Literal["triggered", "in-progress", "completed", "failed"]
 
 
@@ -30,6 +32,13 @@ class CallCreate(BaseModel):
         description="record the callee and the voice worker (two-channel WAV; docs/recordings.md). "
         "Check the consent rules where you call: the operator is responsible",
     )
+    amd: AmdMode | None = Field(
+        None, description="answering-machine detection, as a campaign's (docs/amd.md)"
+    )
+    amd_timeout_seconds: int | None = Field(None, ge=3, le=120)
+    amd_async: bool | None = None
+    amd_on_machine: AmdAction | None = None
+    amd_message_url: AmdMessageUrl | None = None
 
 
 class CallCreated(BaseModel):
@@ -127,6 +136,7 @@ class CallSummary(BaseModel):
     outcome: str | None
     sip_code: int | None
     reason: str | None
+    answered_by: str | None = Field(None, description="answering-machine verdict, when detection ran")
 
 
 class CallList(BaseModel):
@@ -171,6 +181,11 @@ class CallDetail(BaseModel):
         None, description="GET it with your key: the call's WAV (left the callee, right the voice worker)"
     )
     recording: Recording | None = None
+    answered_by: str | None = Field(
+        None,
+        description="answering-machine verdict (human, machine_start, machine_end_beep, machine_end_silence, "
+        "machine_end_other, fax, unknown), when detection ran",
+    )
 
 
 class TransferRequest(BaseModel):

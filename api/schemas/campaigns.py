@@ -17,6 +17,7 @@ from pydantic import (
     field_validator,
 )
 
+from api.schemas.amd import AmdAction, AmdMessageUrl, AmdMode
 from dialer.domain import WEEKDAYS
 from dialer.storage.records import weekday_name
 
@@ -111,6 +112,33 @@ class CampaignSettings(BaseModel):
         None,
         description="record every answered call with its voice worker (two-channel WAV, docs/recordings.md; "
         "default false). Check the consent rules where you call: the operator is responsible",
+    )
+    retry_voicemail_calls: bool | None = Field(None, description="retry when an answering machine answered")
+    max_retries_voicemail: int | None = Field(None, ge=0, le=20)
+    retry_delay_voicemail_seconds: int | None = Field(None, ge=0, le=MAX_RETRY_DELAY_SECONDS)
+    amd: AmdMode | None = Field(
+        None,
+        description="answering-machine detection on the callee's audio (docs/amd.md): off (default), "
+        "detect (human/machine), detect_and_wait_for_beep (also the greeting's end: beep or silence)",
+    )
+    amd_timeout_seconds: int | None = Field(
+        None, ge=3, le=120, description="give up detecting after this long from the answer (default 30)"
+    )
+    amd_async: bool | None = Field(
+        None,
+        description="the voice worker gets the call at the answer and the verdict as an ``amd`` event "
+        "(default false: it gets the call after the verdict, in start.customParameters.answered_by)",
+    )
+    amd_on_machine: AmdAction | None = Field(
+        None,
+        description="a machine's call: hangup (default), leave_message (play amd_message_url after the "
+        "greeting's end, then hang up) or worker (the voice worker takes it, told the verdict)",
+    )
+    amd_message_url: AmdMessageUrl | None = Field(
+        None,
+        examples=["https://example.com/message.wav"],
+        description="WAV (16-bit PCM mono, 8 or 16 kHz) played to a machine; fetched once by the gateway "
+        'and cached. "" clears it',
     )
 
 
@@ -209,6 +237,14 @@ class CampaignPublic(BaseModel):
     completed_at: datetime | None
     opt_out_digit: str | None
     record: bool
+    retry_voicemail_calls: bool
+    max_retries_voicemail: int
+    retry_delay_voicemail_seconds: int
+    amd: str
+    amd_timeout_seconds: int
+    amd_async: bool
+    amd_on_machine: str
+    amd_message_url: str | None
 
 
 class CampaignSummary(BaseModel):

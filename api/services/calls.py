@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from api.schemas.calls import (
     Recording,
     Transfer,
 )
-from dialer.domain import AttemptResult
+from dialer.domain import AmdSettings, AttemptResult
 from dialer.outcome import Outcome
 from dialer.phone import InvalidPhoneNumber, is_local_to, parse_phone
 from dialer.recordings import recording_url
@@ -83,6 +84,7 @@ async def create_call(svc: Services, key: Principal, body: CallCreate) -> CallCr
             raise NotFound("PROSPECT_NOT_FOUND", "prospect not found")
     if await store.has_dnc(key.tenant_id, to):
         raise Conflict("NUMBER_ON_DNC_LIST", "sip_data.to is on your do-not-call list")
+    amd = amd_of(body)
     did = await _caller_id(store, key.tenant_id, body.sip_data.from_number, to)
     if svc.runtime is None:
         # Checked before writing: a call row nobody will ever dial would stay "triggered" forever.
@@ -97,6 +99,7 @@ async def create_call(svc: Services, key: Principal, body: CallCreate) -> CallCr
         prospect_id=body.prospect_id,
         callee_name=body.sip_data.name,
         record=body.record,
+        amd=dataclasses.asdict(amd) if amd.enabled else None,
     )
     try:
         await svc.runtime.place_call(key.tenant_id, call_id)
@@ -109,6 +112,21 @@ async def create_call(svc: Services, key: Principal, body: CallCreate) -> CallCr
         await _end_unplaced(store, call_id, "gateway error")
         raise
     return CallCreated(call_id=call_id, status="triggered", worker_url=None)
+
+
+def amd_of(body: CallCreate) -> AmdSettings:
+    """The call's answering-machine detection; VALIDATION_ERROR for a combination it refuses."""
+    default = AmdSettings()
+    try:
+        return AmdSettings(
+            mode=body.amd or default.mode,
+            timeout_seconds=body.amd_timeout_seconds or default.timeout_seconds,
+            asynchronous=bool(body.amd_async),
+            on_machine=body.amd_on_machine or default.on_machine,
+            message_url=body.amd_message_url or None,
+        )
+    except ValueError as exc:
+        raise invalid_field("amd", str(exc)) from None
 
 
 async def _end_unplaced(store: SqlStore, call_id: UUID, reason: str) -> None:
@@ -190,6 +208,7 @@ def summary(view: CallView, base: str) -> CallSummary:
         outcome=a.outcome.value if a.outcome else None,
         sip_code=a.sip_code,
         reason=a.reason,
+        answered_by=a.answered_by,
     )
 
 
@@ -247,6 +266,7 @@ def detail(view: CallView, base: str) -> CallDetail:
         worker_connected_at=a.worker_connected_at,
         recording_url=_recording_url(view, base),
         recording=_recording(view, base),
+        answered_by=a.answered_by,
     )
 
 

@@ -127,6 +127,8 @@ def settings_of(body: CampaignSettings) -> dict[str, Any]:
         values["call_days"] = tuple(values["call_days"])
     if values.get("opt_out_digit") == "":
         values["opt_out_digit"] = None  # "" clears the digit (null leaves a PATCH's field unchanged)
+    if values.get("amd_message_url") == "":
+        values["amd_message_url"] = None
     return values
 
 

@@ -252,6 +252,7 @@ class CampaignAdmin(SqlBase):
         prospect_id: UUID | None = None,
         callee_name: str | None = None,
         record: bool = False,
+        amd: dict[str, Any] | None = None,
     ) -> UUID:
         """Record a call outside any campaign (API single call, inbound call), status ``dialing``.
 
@@ -275,6 +276,7 @@ class CampaignAdmin(SqlBase):
                     prospect_id=prospect_id,
                     callee_name=callee_name,
                     record=record,
+                    amd=amd,
                     status="dialing",
                     created_at=created_at or utcnow(),
                 )

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from dialer.domain import (
     WEEKDAYS,
+    AmdSettings,
     CampaignPlan,
     CampaignStatus,
     CampaignWindow,
@@ -44,6 +45,13 @@ def load_plan(conn: Connection, campaign_id: UUID) -> CampaignPlan | None:
         trunks=_trunks(conn, {d.trunk_id for d in dids}),
         default_region=row["default_region"],
         record=row["record"],
+        amd=AmdSettings(
+            row["amd"],
+            row["amd_timeout_seconds"],
+            row["amd_async"],
+            row["amd_on_machine"],
+            row["amd_message_url"],
+        ),
     )
 
 
@@ -57,6 +65,7 @@ def _retry(row: RowMapping) -> RetryPolicy:
         failed=rule("failed", "failed"),
         busy=rule("busy", "busy"),
         no_answer=rule("no_answer", "no_answer"),
+        voicemail=rule("voicemail", "voicemail"),
         allow_reschedule=row["allow_reschedule"],
         max_reschedules_per_prospect=row["max_reschedules_per_prospect"],
         reschedule_min_delay_hours=row["reschedule_min_delay_hours"],

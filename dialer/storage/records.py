@@ -10,7 +10,7 @@ from uuid import UUID
 
 from sqlalchemy.engine import RowMapping
 
-from dialer.domain import WEEKDAYS, CampaignStatus, Prospect, ProspectState
+from dialer.domain import WEEKDAYS, AmdSettings, CampaignStatus, Prospect, ProspectState
 from dialer.outcome import Outcome
 
 
@@ -63,6 +63,14 @@ class CampaignSpec:
     default_region: str | None = None
     opt_out_digit: str | None = None  # DTMF the callee presses to be put on the tenant's DNC list
     record: bool = False  # record the callee and the voice worker (docs/recordings.md)
+    retry_voicemail_calls: bool = True
+    max_retries_voicemail: int = 2
+    retry_delay_voicemail_seconds: int = 3600
+    amd: str = "off"  # answering-machine detection (docs/amd.md)
+    amd_timeout_seconds: int = 30
+    amd_async: bool = False
+    amd_on_machine: str = "hangup"
+    amd_message_url: str | None = None
 
     def __post_init__(self) -> None:
         # Fail at the edge: a bad zone or day name stored here would break every dispatch tick later.
@@ -73,6 +81,13 @@ class CampaignSpec:
         object.__setattr__(self, "call_days", tuple(weekday_name(d) for d in self.call_days))
         if self.opt_out_digit is not None and self.opt_out_digit not in OPT_OUT_DIGITS:
             raise ValueError("opt_out_digit must be one DTMF digit: 0-9, * or #")
+        self.amd_settings()  # ValueError for a mode, action or missing message it refuses
+
+    def amd_settings(self) -> AmdSettings:
+        """The campaign's answering-machine detection as the dialer and the gateway read it."""
+        return AmdSettings(
+            self.amd, self.amd_timeout_seconds, self.amd_async, self.amd_on_machine, self.amd_message_url
+        )
 
 
 SPEC_FIELDS = tuple(f.name for f in fields(CampaignSpec))
@@ -218,6 +233,8 @@ class AttemptRecord:
     recording_at: datetime | None = None
     recording_seconds: float | None = None
     recording_deleted_at: datetime | None = None  # deleted by the tenant's retention
+    answered_by: str | None = None  # the answering-machine verdict, when detection ran
+    amd: dict[str, Any] | None = None  # an API call's AmdSettings fields (None: no detection)
 
 
 #: The prospects columns a domain Prospect is built from (the hot query reads only these).
@@ -232,6 +249,7 @@ PROSPECT_COLUMNS = (
     "attempts_busy",
     "attempts_no_answer",
     "attempts_failed",
+    "attempts_voicemail",
     "total_attempts",
     "reschedules",
     "last_outcome",
@@ -252,6 +270,7 @@ def prospect_from_row(row: RowMapping) -> Prospect:
         attempts_busy=row["attempts_busy"],
         attempts_no_answer=row["attempts_no_answer"],
         attempts_failed=row["attempts_failed"],
+        attempts_voicemail=row["attempts_voicemail"],
         total_attempts=row["total_attempts"],
         reschedules=row["reschedules"],
         last_outcome=Outcome(row["last_outcome"]) if row["last_outcome"] else None,

@@ -193,6 +193,8 @@ class SqlStore(
         }
         if result.sip_worker is not None:
             values["sip_worker"] = result.sip_worker
+        if result.answered_by is not None:
+            values["answered_by"] = result.answered_by
         with self._engine.begin() as conn:
             # ended_at IS NULL makes a second report of the same end (reconciliation racing the live
             # event) a no-op instead of a double count.

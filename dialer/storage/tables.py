@@ -170,6 +170,14 @@ class CampaignRow(SQLModel, table=True):
     default_region: str
     opt_out_digit: str | None = None  # a DTMF digit that puts the callee on the tenant's DNC list
     record: bool = False  # record its calls (docs/recordings.md)
+    retry_voicemail_calls: bool = True
+    max_retries_voicemail: int = 2
+    retry_delay_voicemail_seconds: int = 3600
+    amd: str = "off"  # answering-machine detection: off | detect | detect_and_wait_for_beep
+    amd_timeout_seconds: int = 30
+    amd_async: bool = False
+    amd_on_machine: str = "hangup"  # hangup | leave_message | worker
+    amd_message_url: str | None = None
     status: str  # draft | scheduled | active | paused | completed
     scheduled_start_time: datetime | None = _opt_ts()
     created_at: datetime = _ts()
@@ -214,6 +222,7 @@ class ProspectRow(SQLModel, table=True):
     attempts_busy: int = 0
     attempts_no_answer: int = 0
     attempts_failed: int = 0
+    attempts_voicemail: int = 0
     total_attempts: int = 0
     reschedules: int = 0
     last_outcome: str | None = None
@@ -270,6 +279,8 @@ class AttemptRow(SQLModel, table=True):
     ringing_at: datetime | None = _opt_ts()
     answered_at: datetime | None = _opt_ts()
     ended_at: datetime | None = _opt_ts()
+    answered_by: str | None = None  # the answering-machine verdict (sip/amd.py): human, machine_start, ...
+    amd: dict[str, Any] | None = Field(default=None, sa_type=JSON)  # an API call's own AmdSettings
     duration_seconds: float | None = None
     pdd_ms: float | None = None
     transfer_to: str | None = None

@@ -298,6 +298,33 @@ async def test_call_events_from_the_launcher(
     assert done["campaign_id"] == str(campaign_id) and done["to_number"] == "+14155552671"
 
 
+async def test_an_answering_machine_call_carries_its_verdict(
+    acme: Tenant, receiver: Receiver, emitter: WebhookEmitter, metrics: Metrics
+) -> None:
+    await subscribe(acme, receiver, "call.completed")
+    gateway = FakeLauncher()
+    launcher = MeteredLauncher(emitter.launcher(gateway), metrics)
+    call_id, campaign_id = uuid4(), uuid4()
+    request = CallRequest(call_id, acme.id, campaign_id, acme.trunk, "+14155550100", "+14155552671", 30, 1)
+    await launcher.place(request)
+    t0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+    answered = t0 + timedelta(seconds=3)
+    ended = CallEnded(
+        call_id, t0 + timedelta(seconds=9), 200, "Normal", True, invited_at=t0, answered_at=answered,
+        answered_by="machine_end_beep", amd_seconds=2.4,
+    )  # fmt: skip
+    gateway.on_event(ended)
+    await eventually(lambda: len(receiver.received) == 1)
+    done = receiver.received[0].event["data"]
+    assert done["outcome"] == "voicemail" and done["answered_by"] == "machine_end_beep"
+    labels = {"campaign": str(campaign_id), "answered_by": "machine_end_beep"}
+    assert metrics.registry.get_sample_value("dialer_amd_verdicts_total", labels) == 1
+    count = metrics.registry.get_sample_value(
+        "dialer_amd_detection_seconds_count", {"answered_by": "machine_end_beep"}
+    )
+    assert count == 1
+
+
 async def test_an_inbound_call_handed_to_a_human_sends_call_transferred(
     acme: Tenant, receiver: Receiver, emitter: WebhookEmitter
 ) -> None:

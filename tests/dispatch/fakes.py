@@ -46,9 +46,10 @@ class FakeLauncher(CallLauncher):
         sip_code: int | None = 200,
         confirmed: bool = True,
         cause: int | None = None,
+        answered_by: str | None = None,
     ) -> CallEnded:
         """End a live call as the far end would; returns the event (also sent through on_event)."""
         self.live.pop(attempt_id)
-        event = CallEnded(attempt_id, at, sip_code, "test", confirmed, cause)
+        event = CallEnded(attempt_id, at, sip_code, "test", confirmed, cause, answered_by=answered_by)
         self.on_event(event)
         return event

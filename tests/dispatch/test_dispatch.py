@@ -248,6 +248,35 @@ async def test_busy_is_retried_after_the_policy_delay_then_terminal(make_world) 
     assert len({r.id for r in rows}) == 2
 
 
+async def test_an_answering_machine_is_voicemail_retried_by_its_own_rule(make_world) -> None:  # type: ignore[no-untyped-def]
+    world: World = await make_world(
+        prospects=1,
+        amd="detect",
+        amd_timeout_seconds=12,
+        max_retries_voicemail=1,
+        retry_delay_voicemail_seconds=3600,
+        max_retries_no_answer=0,  # the voicemail rule governs, not the no-answer one
+    )
+    launcher = FakeLauncher()
+    dispatcher = world.dispatcher(launcher)
+    assert await dispatcher.fill_all() == 1
+    request = launcher.placed[0]
+    assert request.amd is not None and (request.amd.mode, request.amd.timeout_seconds) == ("detect", 12)
+    await settle_all(dispatcher, launcher, world, answered_by="machine_end_beep")
+    world.clock.advance(seconds=3599)
+    assert await dispatcher.fill_all() == 0, "not before the voicemail delay"
+    world.clock.advance(seconds=1)
+    assert await dispatcher.fill_all() == 1
+    await settle_all(dispatcher, launcher, world, answered_by="human")
+    rows = await world.attempt_rows()
+    assert [r.outcome for r in rows] == ["voicemail", "answered"]
+    with world.store.engine.connect() as conn:
+        verdicts = conn.execute(sa.select(attempts.c.answered_by).order_by(attempts.c.created_at)).scalars()
+        assert list(verdicts) == ["machine_end_beep", "human"]
+    prospect = await world.store.due_prospects(world.campaign, world.clock() + timedelta(days=9), 5)
+    assert prospect == []  # reached: completed
+
+
 async def test_closed_window_defers_to_the_next_opening(make_world) -> None:  # type: ignore[no-untyped-def]
     world: World = await make_world(prospects=2, call_hours_start=time(10, 0), call_hours_end=time(12, 0))
     launcher = FakeLauncher()

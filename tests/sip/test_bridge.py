@@ -310,7 +310,9 @@ async def test_unreachable_worker_hangs_up_within_2_s(
 ) -> None:
     closed = f"ws://127.0.0.1:{free_port()}"  # nothing listens there
     call = await call_through_bridge(gateway, closed, worker)
-    answered = next(e for e in call.near.events if isinstance(e, CallAnswered))
+    answered = await until(
+        lambda: next((e for e in call.near.events if isinstance(e, CallAnswered)), None), 2
+    )
     ended = await call.near.ended(call.request.attempt_id, within=5)
     delay = (ended.at - answered.at).total_seconds()
     assert ended.confirmed and ended.reason is not None and ended.reason.endswith(f"({WORKER_UNREACHABLE})")
@@ -382,7 +384,9 @@ async def test_worker_that_never_answers_the_handshake_hangs_up_within_2_s(
     port = server.sockets[0].getsockname()[1]
     try:
         call = await call_through_bridge(gateway, f"ws://127.0.0.1:{port}", worker)
-        answered = next(e for e in call.near.events if isinstance(e, CallAnswered))
+        answered = await until(
+            lambda: next((e for e in call.near.events if isinstance(e, CallAnswered)), None), 2
+        )
         ended = await call.near.ended(call.request.attempt_id, within=5)
     finally:
         done.set()

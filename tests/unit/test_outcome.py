@@ -61,7 +61,7 @@ def test_confirmed_wins_over_any_code() -> None:
     [
         (Outcome.BUSY, "busy"),
         (Outcome.NO_ANSWER, "no_answer"),
-        (Outcome.VOICEMAIL, "no_answer"),
+        (Outcome.VOICEMAIL, "voicemail"),
         (Outcome.FAILED, "failed"),
         (Outcome.CAPACITY, "failed"),
         (Outcome.UNKNOWN, "failed"),

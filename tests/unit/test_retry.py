@@ -41,7 +41,9 @@ def prospect(**history: int) -> Prospect:
         ({}, Outcome.TRANSFERRED, ProspectState.COMPLETED, None),
         ({}, Outcome.REJECTED, ProspectState.FAILED, None),
         ({}, Outcome.INVALID_NUMBER, ProspectState.FAILED, None),
-        ({}, Outcome.VOICEMAIL, ProspectState.PENDING, 600),
+        ({}, Outcome.VOICEMAIL, ProspectState.PENDING, 3600),
+        ({"attempts_voicemail": 2}, Outcome.VOICEMAIL, ProspectState.FAILED, None),
+        ({"attempts_no_answer": 3}, Outcome.VOICEMAIL, ProspectState.PENDING, 3600),
     ],
 )
 def test_after_attempt_table(
