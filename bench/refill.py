@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -104,7 +105,7 @@ def start_carrier(
     )  # fmt: skip
 
 
-async def start_worker() -> tuple[subprocess.Popen[bytes], str]:
+def start_worker() -> tuple[subprocess.Popen[bytes], str]:
     """The reference voice worker in a process of its own (as in production: not in the dialer's)."""
     port = free_port()
     worker = subprocess.Popen(
@@ -112,11 +113,9 @@ async def start_worker() -> tuple[subprocess.Popen[bytes], str]:
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     for _ in range(100):  # 10 s at most
-        with contextlib.suppress(OSError):
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
             return worker, f"ws://127.0.0.1:{port}"
-        await asyncio.sleep(0.1)
+        time.sleep(0.1)
     worker.kill()
     raise SystemExit("the reference voice worker did not start")
 
@@ -138,7 +137,7 @@ async def campaign(args: argparse.Namespace, tmp: Path) -> tuple[str, float]:
         sip_rtp_ports_per_worker=40, journal_file=tmp / "journal",
     )  # fmt: skip
     runtime = Runtime(settings, store, MemoryCoordinator(), load_rules(), node_id="refill-bench")
-    worker, worker_url = await start_worker()
+    worker, worker_url = start_worker()
     try:
         tenant = await store.create_tenant("Bench", default_region="GB")
         agent = await store.create_agent(tenant, "Agent", worker_url)
