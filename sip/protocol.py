@@ -35,6 +35,7 @@ class WorkerConfig:
     tls_cert: str = ""  # PEM files; a TLS listener needs them, a TLS client does not
     tls_key: str = ""
     log_level: str = "WARNING"
+    clock_idle_seconds: float = 5.0  # the bridge's clock stops after this long with nothing going on
 
 
 # ---- commands: gateway → worker ------------------------------------------------------------------
