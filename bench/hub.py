@@ -44,15 +44,22 @@ def thread_cpu(native_ids: list[int]) -> float:
     return total / TICKS
 
 
+async def started(worker: mb.TimingWorker, calls: int) -> None:
+    """Until every stream has started (30 s at most)."""
+    for _ in range(600):
+        if worker.started >= calls:
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"{worker.started} of {calls} streams started in 30 s")
+
+
 async def hub_run(calls: int, seconds: float) -> float:
     """% of a core per call: the hub loop thread and the clock thread."""
     worker = mb.TimingWorker(seconds + 10)
     url = await worker.start()
     hub = StreamHub(lambda request: None)
     hub.start()
-    sessions = [
-        hub.open(key, StreamSpec(url, "AC", str(uuid4())), Playout()) for key in range(calls)
-    ]
+    sessions = [hub.open(key, StreamSpec(url, "AC", str(uuid4())), Playout()) for key in range(calls)]
     pcm, stop = tone(440, 0.02), threading.Event()
 
     def clock() -> None:  # pjsua's clock thread, as StreamPort's two callbacks use it
@@ -69,8 +76,7 @@ async def hub_run(calls: int, seconds: float) -> float:
     ticker = threading.Thread(target=clock, name="clock")
     ticker.start()
     try:
-        while worker.started < calls:
-            await asyncio.sleep(0.05)
+        await started(worker, calls)
         await asyncio.sleep(mb.WARMUP)
         ids = [hub._thread.native_id or 0, ticker.native_id or 0]  # a bench may look inside
         cpu0, start = thread_cpu(ids), time.monotonic()
@@ -99,8 +105,7 @@ async def clients_run(calls: int, seconds: float) -> float:
     thread = threading.Thread(target=clients, name="clients")
     thread.start()
     try:
-        while worker.started < calls:
-            await asyncio.sleep(0.05)
+        await started(worker, calls)
         await asyncio.sleep(mb.WARMUP)
         cpu0, start = thread_cpu(native), time.monotonic()
         await asyncio.sleep(seconds)
