@@ -94,6 +94,8 @@ class Dispatcher:
     One task runs ``run()``: it refills whenever a call ends or a campaign changes (``wake()``), and
     at least every ``tick`` seconds as a safety net. Call events arrive through ``launcher.on_event``
     on the loop thread and are settled by a second task, so a slow dial never delays an outcome.
+    A call's line is freed as its end arrives (its lease released, the loop woken), before the
+    outcome is written: the next call does not wait for that write, nor for earlier calls' writes.
     """
 
     def __init__(
@@ -128,10 +130,15 @@ class Dispatcher:
         self.stats = DispatchStats()
         self.observer = observer or DispatchObserver()
         self._live: dict[UUID, LiveCall] = {}
+        # Ended calls whose line is free (or being freed) but whose outcome is not written yet:
+        # reconciliation leaves them alone. ``_releases``: their lease releases, until settled.
+        self._settling: dict[UUID, LiveCall] = {}
+        self._releases: dict[UUID, asyncio.Future[None]] = {}
+        self._freed: list[UUID] = []  # campaigns whose lines were freed since the last pass
         self._events: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._stopping = False
-        launcher.on_event = self._events.put_nowait
+        launcher.on_event = self._on_event
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -209,7 +216,7 @@ class Dispatcher:
         new attempt whose time the campaign's failed-call policy sets.
         """
         # Taken before reading the open attempts: a journal write applied in between has ended its row.
-        live = self.launcher.live_attempts() | set(self._live) | self.journal.pending()
+        live = self.launcher.live_attempts() | set(self._live) | set(self._settling) | self.journal.pending()
         settled = 0
         for open_attempt in await self.store.open_attempts():
             attempt_id, prospect = open_attempt.attempt_id, open_attempt.prospect
@@ -242,18 +249,28 @@ class Dispatcher:
     # ---- filling lines -------------------------------------------------------------------------
 
     async def fill_all(self) -> int:
-        """One pass over every active campaign; returns how many calls were placed."""
+        """One pass over every active campaign, first those whose calls just ended (their freed lines
+        are refilled before the list of active campaigns is even read); returns how many were placed."""
+        freed = list(dict.fromkeys(self._freed))
+        self._freed.clear()
         placed = 0
+        for campaign_id in freed:
+            placed += await self._fill_one(campaign_id)
         for campaign_id in await self.store.active_campaign_ids():
-            if self._stopping:
-                break
-            try:
-                placed += await self.fill(campaign_id)
-            except StorageUnavailable:  # not this campaign's fault: stop the pass, dial nothing
-                raise
-            except Exception:  # one campaign's fault must not stop the others
-                log.exception("dispatch failed for campaign %s", campaign_id)
+            if campaign_id not in freed:
+                placed += await self._fill_one(campaign_id)
         return placed
+
+    async def _fill_one(self, campaign_id: UUID) -> int:
+        if self._stopping:
+            return 0
+        try:
+            return await self.fill(campaign_id)
+        except StorageUnavailable:  # not this campaign's fault: stop the pass, dial nothing
+            raise
+        except Exception:  # one campaign's fault must not stop the others
+            log.exception("dispatch failed for campaign %s", campaign_id)
+            return 0
 
     async def fill(self, campaign_id: UUID) -> int:
         """Place as many calls for one campaign as its free lines allow, now."""
@@ -285,7 +302,8 @@ class Dispatcher:
 
     async def _complete_if_exhausted(self, plan: CampaignPlan) -> None:
         """Mark the campaign completed when nothing is in flight and no prospect can be dialled again."""
-        if self.live_count(plan.id) or not await self.store.campaign_exhausted(plan.id):
+        settling = any(call.plan.id == plan.id for call in self._settling.values())
+        if self.live_count(plan.id) or settling or not await self.store.campaign_exhausted(plan.id):
             return
         if await self.store.set_campaign_status(
             plan.id, CampaignStatus.COMPLETED, expect=[CampaignStatus.ACTIVE]
@@ -398,6 +416,30 @@ class Dispatcher:
 
     # ---- settling calls ------------------------------------------------------------------------
 
+    def _on_event(self, event: CallEvent) -> None:
+        """A launcher event (loop thread): an end frees its line now; every event is settled in order."""
+        if isinstance(event, CallEnded):
+            self._free_line(event.attempt_id)
+        self._events.put_nowait(event)
+
+    def _free_line(self, attempt_id: UUID) -> asyncio.Future[None] | None:
+        """Take an ended call off the live calls and release its lease (the refill is woken when it is
+        released); idempotent. None if the call is not this dispatcher's or was settled already."""
+        release = self._releases.get(attempt_id)
+        if release is None and (call := self._live.pop(attempt_id, None)) is not None:
+            self._settling[attempt_id] = call
+            release = self._releases[attempt_id] = asyncio.ensure_future(self._release(call))
+        return release
+
+    async def _release(self, call: LiveCall) -> None:
+        try:
+            await self.coordinator.release(call.lease)
+        except Exception:  # the lease runs out by its TTL; the caps stay true meanwhile
+            log.exception("could not release the lease of attempt %s", call.attempt_id)
+        finally:
+            self._freed.append(call.plan.id)
+            self.wake()
+
     async def _settle_events(self) -> None:
         while True:
             event = await self._events.get()
@@ -408,7 +450,7 @@ class Dispatcher:
 
     async def handle(self, event: CallEvent) -> None:
         """Apply one launcher event (public so tests can drive it without the queue)."""
-        call = self._live.get(event.attempt_id)
+        call = self._live.get(event.attempt_id) or self._settling.get(event.attempt_id)
         if call is None:
             return
         if isinstance(event, CallRinging):
@@ -430,9 +472,21 @@ class Dispatcher:
         *,
         final: bool = False,
     ) -> None:
-        call = self._live.pop(attempt_id, None)
-        if call is None:
+        self._free_line(attempt_id)
+        release = self._releases.pop(attempt_id, None)  # whoever takes it settles the call, once
+        if release is None:
             return
+        try:
+            await self._write_outcome(self._settling[attempt_id], event, reason, outcome, final)
+        finally:
+            await release
+            del self._settling[attempt_id]
+            self.stats.ended[outcome.value] = self.stats.ended.get(outcome.value, 0) + 1
+            self.wake()
+
+    async def _write_outcome(
+        self, call: LiveCall, event: CallEnded | None, reason: str | None, outcome: Outcome, final: bool
+    ) -> None:
         now = self.clock()
         if final:
             update = ProspectUpdate(ProspectState.FAILED, None, outcome, reason=reason)
@@ -454,12 +508,7 @@ class Dispatcher:
             sip_worker=event.worker if event else None,
             answered_by=event.answered_by if event else None,
         )
-        try:
-            await self.journal.finish_attempt(attempt_id, result, update)
-        finally:
-            await self.coordinator.release(call.lease)
-            self.stats.ended[outcome.value] = self.stats.ended.get(outcome.value, 0) + 1
-            self.wake()
+        await self.journal.finish_attempt(call.attempt_id, result, update)
 
     def _snapper(self, plan: CampaignPlan, prospect: Prospect) -> Callable[[datetime], datetime | None]:
         profile = callee_profile(prospect.phone)

@@ -172,6 +172,7 @@ class SipGateway(CallLauncher):
         max_call_seconds: float = 3600.0,
         max_call_seconds_for: Callable[[CallRequest], float | None] | None = None,
         log_level: str = "WARNING",
+        clock_idle_seconds: float = 5.0,
         worker_urls: WorkerResolver | None = None,
         worker_reconnects: int = 0,
         worker_backoff: float = 0.1,
@@ -218,6 +219,7 @@ class SipGateway(CallLauncher):
                 tls_cert=tls_cert_file or "",
                 tls_key=tls_key_file or "",
                 log_level=log_level,
+                clock_idle_seconds=clock_idle_seconds,
             )
             for i in range(workers)
         ]

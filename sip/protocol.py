@@ -39,6 +39,7 @@ class WorkerConfig:
     # Ready: set when the gateway restricts sources, so a worker (re)started during a flood makes no
     # call of it meanwhile. Unset, every INVITE is offered until a policy says otherwise.
     inbound_closed: bool = False
+    clock_idle_seconds: float = 5.0  # the bridge's clock stops after this long with nothing going on
 
 
 # ---- commands: gateway → worker ------------------------------------------------------------------

@@ -30,6 +30,7 @@ from websockets.exceptions import WebSocketException
 from sip.audio import RATE, ulaw_decode, ulaw_encode
 from sip.playout import Playout
 from sip.protocol import StreamSpec
+from sip.stream_socket import StreamConnection, send_now
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ class StreamSession:
                 compression=None,  # 160-byte frames: deflate costs CPU and buys nothing
                 proxy=None,
                 ssl=ssl.create_default_context() if self.spec.url.startswith("wss:") else None,
+                create_connection=StreamConnection.handing_to(self._handle),  # sip/stream_socket.py
             )
         except (OSError, TimeoutError, WebSocketException, ValueError) as exc:
             log.warning("call %d: %s (%s)", self.key, WORKER_UNREACHABLE, type(exc).__name__)
@@ -193,10 +195,7 @@ class StreamSession:
         self._held.clear()
         writer = asyncio.create_task(self._write(ws))
         try:
-            async for message in ws:
-                self._handle(message)
-        except WebSocketException:
-            pass
+            await ws.wait_closed()  # the worker's messages are handled as they arrive (_connection)
         finally:
             if self._closing:
                 with contextlib.suppress(TimeoutError, WebSocketException, OSError):
@@ -219,9 +218,20 @@ class StreamSession:
         return WORKER_DISCONNECTED
 
     async def _write(self, ws: ClientConnection) -> None:
-        while (text := await self._queue.get()) is not None:
-            await ws.send(text)
-            if text is self._start_text and self.connected_at is None and self._proving is None:
+        """Send what is queued, in order: what queued up meanwhile (a tick's frame and marks) in one
+        socket write, the normal way when the socket is not keeping up; ``None`` closes."""
+        queue, done = self._queue, False
+        while not done:
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            if None in batch:
+                batch, done = batch[: batch.index(None)], True
+            texts: list[str] = batch  # type: ignore[assignment]  # None is cut off above
+            if texts and not send_now(ws, texts):
+                for text in texts:
+                    await ws.send(text)
+            if self._start_text in texts and self.connected_at is None and self._proving is None:
                 # ``start`` is out; a worker that crashed right after the handshake has not taken the
                 # call: it is proven there by its first message or by the pong of a ping sent now.
                 self._proving = asyncio.create_task(self._prove(ws))

@@ -440,3 +440,48 @@ async def test_single_calls_left_open_by_a_crash_are_reconciled(make_world) -> N
         new_inbound: None,
     }
     assert [r.attempt_id for r in live_here.placed] == [still_up], "nothing was dialled again"
+
+
+async def test_an_ended_call_frees_its_line_before_its_outcome_is_written(make_world) -> None:  # type: ignore[no-untyped-def]
+    """The refill does not wait for the ended call's outcome write: the next prospect is dialled while
+    that write is held, reconciliation leaves the call alone meanwhile, and the outcome is written once."""
+    world: World = await make_world(prospects=3, did_cap=1, campaign_cap=1)
+    launcher = FakeLauncher()
+    dispatcher = world.dispatcher(launcher)
+    writing, hold = asyncio.Event(), asyncio.Event()
+    finish = world.store.finish_attempt
+
+    async def held_finish(*args: object, **kwargs: object) -> bool:
+        writing.set()
+        await hold.wait()
+        return await finish(*args, **kwargs)  # type: ignore[arg-type]
+
+    world.store.finish_attempt = held_finish  # type: ignore[method-assign]
+    runner = asyncio.create_task(dispatcher.run())
+    try:
+        for _ in range(200):
+            if launcher.placed:
+                break
+            await asyncio.sleep(0.01)
+        first = launcher.placed[0].attempt_id
+        launcher.end(first, world.clock())  # through on_event, as the gateway reports it
+        await asyncio.wait_for(writing.wait(), 5)
+        for _ in range(200):
+            if len(launcher.placed) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert len(launcher.placed) == 2, "the freed line was refilled while the outcome write waited"
+        assert launcher.peak == 1, "the campaign cap of one held"
+        assert await dispatcher.reconcile() == 0, "an ended call whose outcome waits is not lost"
+        hold.set()
+        for _ in range(200):
+            if Counter(r.outcome for r in await world.attempt_rows())["answered"] == 1:
+                break
+            await asyncio.sleep(0.01)
+        outcomes = {r.id: r.outcome for r in await world.attempt_rows()}
+        assert outcomes[first] == "answered"
+        assert outcomes[launcher.placed[1].attempt_id] is None, "the second call is still up"
+    finally:
+        hold.set()
+        dispatcher.stop()
+        await asyncio.wait_for(runner, 5)
