@@ -13,7 +13,7 @@ from alembic.config import Config
 import dialer.storage
 from dialer.storage import SqlStore
 from dialer.storage.tables import attempts
-from tests.contract.test_store import T0, make_world, store, store_url
+from tests.contract.test_store import T0, add, make_world, store, store_url
 
 __all__ = ["store", "store_url"]  # the backend-parametrised fixtures of the store contract suite
 
@@ -139,7 +139,7 @@ async def test_a_call_transferred_before_the_transfers_list_gets_a_one_entry_lis
     settled = T0 + timedelta(seconds=3)
     with store.engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.downgrade(config, "0004")  # as the database was before revision 0006
+        command.downgrade(config, "0005")  # as the database was before revision 0006
         # Only the columns that revision had: the row as an older release left it.
         old_columns = {"transfer_to": HUMAN, "transfer_method": "bridge", "transfer_result": "bridged"}
         times = {"transfer_started_at": T0, "transfer_ended_at": settled}
@@ -158,3 +158,21 @@ async def test_a_call_transferred_before_the_transfers_list_gets_a_one_entry_lis
     ]
     other = await store.get_attempt(untouched)
     assert other is not None and other.transfers == []
+
+
+async def test_downgrading_every_revision_and_back_keeps_every_row(store: SqlStore) -> None:
+    """SQLite once dropped and recreated a table to drop a column: with foreign keys on, dropping
+    ``tenants`` or ``campaigns`` that way cascaded into every call and prospect of the database."""
+    world = await make_world(store)
+    (prospect,) = await add(store, world, "+15550100003")
+    call = await store.create_call(world.tenant, "+15550001000", "+15550100001", created_at=T0)
+    config = Config(str(MIGRATIONS.parent / "alembic.ini"))
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0002")
+    store.migrate()
+    assert await store.tenant_exists(world.tenant)
+    assert await store.get_attempt(call) is not None
+    assert await store.get_prospect(prospect.id) is not None
+    assert [c.id for c in await store.list_campaigns(world.tenant)] == [world.campaign]

@@ -31,8 +31,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("campaigns") as batch:
+    with op.batch_alter_table("campaigns", recreate="never") as batch:
         batch.drop_column("opt_out_digit")
-    with op.batch_alter_table("attempts") as batch:
+    with op.batch_alter_table("attempts", recreate="never") as batch:
         for name, _type in reversed(_COLUMNS):
             batch.drop_column(name)

@@ -24,5 +24,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("prospects") as batch:
+    with op.batch_alter_table("prospects", recreate="never") as batch:
         batch.drop_column("not_before")

@@ -23,5 +23,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("trunks") as batch:
+    with op.batch_alter_table("trunks", recreate="never") as batch:
         batch.drop_column("inbound_cidrs")

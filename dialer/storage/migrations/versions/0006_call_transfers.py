@@ -53,5 +53,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("attempts") as batch:
+    with op.batch_alter_table("attempts", recreate="never") as batch:
         batch.drop_column("transfers")

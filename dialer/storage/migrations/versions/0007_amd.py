@@ -40,12 +40,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("attempts") as batch:
+    with op.batch_alter_table("attempts", recreate="never") as batch:
         batch.drop_column("amd")
         batch.drop_column("answered_by")
-    with op.batch_alter_table("prospects") as batch:
+    with op.batch_alter_table("prospects", recreate="never") as batch:
         batch.drop_column("attempts_voicemail")
-    with op.batch_alter_table("campaigns") as batch:
+    with op.batch_alter_table("campaigns", recreate="never") as batch:
         batch.drop_column("amd_message_url")
         for name, _type, _default in reversed(_CAMPAIGN):
             batch.drop_column(name)

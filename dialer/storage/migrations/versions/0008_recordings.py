@@ -41,11 +41,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_attempts_recordings", table_name="attempts")
-    with op.batch_alter_table("tenants") as batch:
+    with op.batch_alter_table("tenants", recreate="never") as batch:
         batch.drop_column("recording_retention_days")
-    with op.batch_alter_table("attempts") as batch:
+    with op.batch_alter_table("attempts", recreate="never") as batch:
         for name, _type in reversed(_ATTEMPT_COLUMNS):
             batch.drop_column(name)
         batch.drop_column("record")
-    with op.batch_alter_table("campaigns") as batch:
+    with op.batch_alter_table("campaigns", recreate="never") as batch:
         batch.drop_column("record")
