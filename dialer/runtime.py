@@ -60,6 +60,8 @@ from sip.trunks import Transport, TrunkConfig
 
 log = logging.getLogger(__name__)
 
+API_HANGUP = "hung up through the API"  # the end reason of a call ended by POST .../hangup (or Twilio's)
+
 PENDING = transfers.PENDING  # a call's transfer_result while its transfer is under way
 TRANSFER_UNDER_WAY = "a transfer of this call is already under way"
 
@@ -330,7 +332,7 @@ class Runtime:
             raise CallRejected(exc.reason) from None
 
     async def hangup_call(self, tenant_id: UUID, call_id: UUID) -> None:
-        await self.gateway.hangup(call_id)
+        await self.gateway.hangup(call_id, API_HANGUP)
 
     async def transfer_call(self, tenant_id: UUID, call_id: UUID, to_number: str, mode: str) -> None:
         """Start a human transfer of the tenant's live call; the attempt row records how it went."""

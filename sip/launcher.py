@@ -122,6 +122,7 @@ class _Outbound:
     worker: WorkerProcess | None = None
     answered: bool = False
     hangup_asked: bool = False
+    hangup_reason: str | None = None
     trunk_id: UUID | None = None
     caller: str = ""  # the DID presented: a bridged transfer's human leg shows it too
     sip_worker: bool = False  # its voice worker is a SIP URI: a second call slot (sip/sip_worker.py)
@@ -354,16 +355,18 @@ class SipGateway(CallLauncher):
             raise
         log.debug("attempt %s placed on %s", request.attempt_id, call.worker.name)
         if call.hangup_asked:
-            call.worker.send(Hangup(key))
+            call.worker.send(Hangup(key, call.hangup_reason))
 
-    async def hangup(self, attempt_id: UUID) -> None:
-        """Hang up an outbound attempt or an inbound call (by its call id); nothing if not up here."""
+    async def hangup(self, attempt_id: UUID, reason: str | None = None) -> None:
+        """Hang up an outbound attempt or an inbound call (by its call id); nothing if not up here.
+        ``reason``: the call's end reason (the first one given stands)."""
         key = self._by_attempt.get(attempt_id)
         call = self._calls.get(key) if key is not None else None
         if call is not None and call.worker is None:
             call.hangup_asked = True  # still being placed: hung up as soon as it is out
+            call.hangup_reason = call.hangup_reason or reason
             return
-        self._send_to_call(attempt_id, Hangup)
+        self._send_to_call(attempt_id, lambda key: Hangup(key, reason))
 
     # ---- the call's audio --------------------------------------------------------------------------
 

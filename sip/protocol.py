@@ -151,9 +151,12 @@ class StreamSpec:
 
 @dataclass(frozen=True)
 class Hangup:
-    """End a call (CANCEL, BYE or a rejection, whichever its state calls for)."""
+    """End a call (CANCEL, BYE or a rejection, whichever its state calls for); ``reason`` (e.g. an
+    API hang-up) is the call's end reason, and no later one (the voice worker closing its stream
+    as the BYE goes out) replaces it."""
 
     key: int
+    reason: str | None = None
 
 
 @dataclass(frozen=True)

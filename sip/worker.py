@@ -203,7 +203,7 @@ class Worker:
             else:
                 table.dial(command, account)
         elif isinstance(command, Hangup):
-            table.hangup(command.key)
+            table.hangup(command.key, command.reason)
         elif isinstance(command, Answer):
             table.answer(command)
         elif isinstance(command, Reject):

@@ -129,6 +129,7 @@ async def test_baresip_calls_an_imported_number_and_reaches_its_voice_worker(
         tenant, TrunkSpec(name="carrier", host="127.0.0.1", port=5060, max_cps=100)
     )
     did = await store.import_number(tenant, number, trunk, country="GB", agent_id=agent)
+    await dialer.refresh_inbound()  # else the workers learn of the trunk and the number within 2 s
     phone = Baresip(tmp_path, "+442079460301")
     try:
         await phone.start(dial=f"sip:{number.lstrip('+')}@127.0.0.1:{dialer.settings.sip_port}").ready()

@@ -25,7 +25,7 @@ from api.app import create_app
 from config.settings import Settings
 from dialer.coordination import MemoryCoordinator
 from dialer.regions import load_rules
-from dialer.runtime import Runtime
+from dialer.runtime import API_HANGUP, Runtime
 from dialer.storage import AttemptRecord, SqlStore, TrunkSpec
 from dialer.storage.records import attempt_from_row
 from dialer.storage.tables import attempts
@@ -120,7 +120,7 @@ async def test_a_pipecat_twilio_bot_talks_and_hangs_up_through_the_twilio_compat
     assert ended.outcome == "answered" and ended.sip_code == 200, ended
     assert ended.worker_connected_at is not None and ended.answered_at is not None
     # Ended by the serializer's REST call, not by the bot's socket closing first.
-    assert ended.reason is None or "voice worker" not in ended.reason, ended.reason
+    assert ended.reason is not None and API_HANGUP in ended.reason, ended.reason
     labels = {
         "method": "POST",
         "route": "/2010-04-01/Accounts/{account_sid}/Calls/{call_sid}.json",
