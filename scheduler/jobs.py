@@ -27,6 +27,19 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def every(
+    seconds: float, job: Callable[[], Awaitable[int]], name: str, *, first: datetime
+) -> AsyncIOScheduler:
+    """An APScheduler running ``job`` every ``seconds`` on the running event loop, first at ``first``;
+    a run that would overlap the previous one is skipped, missed runs are coalesced into one."""
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.add_job(
+        job, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True, next_run_time=first
+    )
+    scheduler.start()
+    return scheduler
+
+
 class CampaignScheduler:
     """Starts campaigns whose ``scheduled_start_time`` has come; ``on_started(id)`` follows each start."""
 
@@ -52,19 +65,8 @@ class CampaignScheduler:
         self._scheduler: AsyncIOScheduler | None = None
 
     def start(self) -> None:
-        """Add the jobs and start APScheduler on the running event loop."""
-        scheduler = AsyncIOScheduler(timezone=UTC)
-        scheduler.add_job(
-            self.tick,
-            "interval",
-            seconds=self.interval,
-            id="campaign-starts",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=self.clock(),
-        )
-        scheduler.start()
-        self._scheduler = scheduler
+        """Add the job and start APScheduler on the running event loop."""
+        self._scheduler = every(self.interval, self.tick, "campaign-starts", first=self.clock())
 
     async def stop(self) -> None:
         if self._scheduler is not None:
@@ -116,18 +118,7 @@ class RecordingRetention:
         self._scheduler: AsyncIOScheduler | None = None
 
     def start(self) -> None:
-        scheduler = AsyncIOScheduler(timezone=UTC)
-        scheduler.add_job(
-            self.tick,
-            "interval",
-            seconds=self.interval,
-            id="recording-retention",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=utc_now(),
-        )
-        scheduler.start()
-        self._scheduler = scheduler
+        self._scheduler = every(self.interval, self.tick, "recording-retention", first=utc_now())
 
     async def stop(self) -> None:
         if self._scheduler is not None:
